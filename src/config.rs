@@ -174,7 +174,9 @@ pub struct Config {
 }
 
 /// Label names plumb sets itself on per-target series.
-pub const RESERVED_LABELS: &[&str] = &["target", "provider", "le", "job", "instance", "action", "result"];
+pub const RESERVED_LABELS: &[&str] = &[
+    "target", "provider", "le", "job", "instance", "action", "result",
+];
 
 impl Config {
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
@@ -207,7 +209,13 @@ impl Config {
         } else {
             base
         };
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            clean(&if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            })
+        };
 
         check_source(&raw.source, "source").map_err(|m| error(line_of(text, "source:", 0), m))?;
         let mut source = raw.source.clone();
@@ -227,13 +235,19 @@ impl Config {
             if !names.insert(target.name.clone()) {
                 return Err(error(
                     target.line,
-                    format!("target name {:?} is used twice; names must be unique", target.name),
+                    format!(
+                        "target name {:?} is used twice; names must be unique",
+                        target.name
+                    ),
                 ));
             }
             if target.path.is_absolute() {
                 return Err(error(
                     target.line,
-                    format!("target {}: path must be relative to the source", target.name),
+                    format!(
+                        "target {}: path must be relative to the source",
+                        target.name
+                    ),
                 ));
             }
             if let Some(src) = &mut target.source {
@@ -248,13 +262,19 @@ impl Config {
                 if RESERVED_LABELS.contains(&label.as_str()) {
                     return Err(error(
                         target.line,
-                        format!("target {}: label name {label:?} is reserved by plumb", target.name),
+                        format!(
+                            "target {}: label name {label:?} is reserved by plumb",
+                            target.name
+                        ),
                     ));
                 }
                 if !is_label_name(label) {
                     return Err(error(
                         target.line,
-                        format!("target {}: {label:?} is not a valid Prometheus label name", target.name),
+                        format!(
+                            "target {}: {label:?} is not a valid Prometheus label name",
+                            target.name
+                        ),
                     ));
                 }
             }
@@ -271,10 +291,15 @@ impl Config {
         let state_dir = resolve(raw.state_dir.as_deref().unwrap_or(Path::new(".plumb")));
         let mut history = raw.history.unwrap_or_default();
         if history.dir.is_some() && history.s3.is_some() {
-            return Err(error(line_of(text, "history:", 0), "history: give either dir or s3, not both".into()));
+            return Err(error(
+                line_of(text, "history:", 0),
+                "history: give either dir or s3, not both".into(),
+            ));
         }
         if history.s3.is_none() {
-            history.dir = Some(resolve(history.dir.as_deref().unwrap_or(Path::new("plumb-history"))));
+            history.dir = Some(resolve(
+                history.dir.as_deref().unwrap_or(Path::new("plumb-history")),
+            ));
         }
         Ok(Config {
             file: file.to_path_buf(),
@@ -296,6 +321,14 @@ impl Config {
         line_of(&self.text, &format!("{key}:"), start - 1)
     }
 
+    /// The config file's directory, against which relative paths resolve.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     pub fn target(&self, name: &str) -> Option<&TargetSpec> {
         self.targets.iter().find(|t| t.name == name)
     }
@@ -308,7 +341,9 @@ fn check_source(source: &SourceSpec, at: &str) -> Result<(), String> {
         (Some(git), None) => {
             if let Some(auth) = &git.auth {
                 if auth.token_env.is_some() && auth.ssh_key_file.is_some() {
-                    return Err(format!("{at}.git.auth: give either token_env or ssh_key_file"));
+                    return Err(format!(
+                        "{at}.git.auth: give either token_env or ssh_key_file"
+                    ));
                 }
             }
             Ok(())
@@ -329,6 +364,33 @@ fn resolve_source(source: &mut SourceSpec, resolve: &dyn Fn(&Path) -> PathBuf) {
             auth.ssh_key_file = auth.ssh_key_file.as_deref().map(resolve);
             auth.known_hosts_file = auth.known_hosts_file.as_deref().map(resolve);
         }
+    }
+}
+
+/// `a/./b/../c` as `a/c`, without touching the file system, so paths in
+/// messages read the way people wrote them.
+pub fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let last_is_normal =
+                    matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if last_is_normal {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
     }
 }
 
@@ -414,21 +476,27 @@ targets:
     fn loads_and_resolves_relative_paths() {
         let config = Config::parse(Path::new("/etc/plumb/plumb.yaml"), GOOD).unwrap();
         let git = config.source.git.as_ref().unwrap();
-        assert_eq!(git.url, "/etc/plumb/../ops.git");
+        assert_eq!(git.url, "/etc/ops.git");
         assert_eq!(git.poll, Some(Duration::from_secs(60)));
-        assert_eq!(config.state_dir, Path::new("/etc/plumb/./.plumb"));
+        assert_eq!(config.state_dir, Path::new("/etc/plumb/.plumb"));
         assert_eq!(config.targets[0].line, Some(9));
         assert_eq!(config.targets[1].line, Some(14));
         assert_eq!(
             config.targets[1].source.as_ref().unwrap().dir.as_deref(),
-            Some(Path::new("/etc/plumb/./other"))
+            Some(Path::new("/etc/plumb/other"))
         );
-        assert_eq!(config.history.dir.as_deref(), Some(Path::new("/etc/plumb/plumb-history")));
+        assert_eq!(
+            config.history.dir.as_deref(),
+            Some(Path::new("/etc/plumb/plumb-history"))
+        );
     }
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let text = GOOD.replace("    path: apps\n", "    path: apps\n    scheduel: \"* * * * *\"\n");
+        let text = GOOD.replace(
+            "    path: apps\n",
+            "    path: apps\n    scheduel: \"* * * * *\"\n",
+        );
         let err = Config::parse(Path::new("plumb.yaml"), &text).unwrap_err();
         assert_eq!(err.line, Some(12), "{err}");
         assert!(err.message.contains("scheduel"), "{err}");

@@ -91,3 +91,43 @@ pub fn checkout_dir(dir: &Path) -> Result<Checkout, SourceError> {
         },
     })
 }
+
+/// A URL with any user name and password removed, safe for plans and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => format!("{}://{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_only() {
+        assert_eq!(
+            redact_url("https://bob:s3cret@git.example.com/a.git"),
+            "https://git.example.com/a.git"
+        );
+        assert_eq!(
+            redact_url("https://git.example.com/a@b.git"),
+            "https://git.example.com/a@b.git"
+        );
+        assert_eq!(
+            redact_url("git@github.com:acme/ops.git"),
+            "git@github.com:acme/ops.git"
+        );
+    }
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let err = checkout_dir(Path::new("/definitely/not/here")).unwrap_err();
+        assert!(err.to_string().contains("/definitely/not/here"), "{err}");
+    }
+}

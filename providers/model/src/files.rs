@@ -24,9 +24,7 @@ pub fn walk(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, ProviderErr
             if hidden {
                 continue;
             }
-            let file_type = entry
-                .file_type()
-                .map_err(|e| ProviderError::io(&path, e))?;
+            let file_type = entry.file_type().map_err(|e| ProviderError::io(&path, e))?;
             if file_type.is_dir() {
                 pending.push(path);
             } else if has_extension(&path, extensions) {
@@ -85,7 +83,11 @@ pub fn parse_json(file: &Path, text: &str) -> Result<Value, ProviderError> {
             file: file.to_path_buf(),
             line: Some(e.line()),
         },
-        message: format!("invalid JSON at column {}: {}", e.column(), strip_location(&e.to_string())),
+        message: format!(
+            "invalid JSON at column {}: {}",
+            e.column(),
+            strip_location(&e.to_string())
+        ),
     })
 }
 
@@ -112,7 +114,10 @@ pub fn parse_yaml_documents(file: &Path, text: &str) -> Result<Vec<Document>, Pr
                     file: file.to_path_buf(),
                     line: Some(first_line + line - 1),
                 },
-                message: format!("invalid YAML at column {column}: {}", strip_location(&e.to_string())),
+                message: format!(
+                    "invalid YAML at column {column}: {}",
+                    strip_location(&e.to_string())
+                ),
             }
         })?;
         if value.is_null() {

@@ -272,7 +272,9 @@ pub enum Verdict {
     Confirmed(ConfirmedBy),
     /// Not drift after all (the live system would store exactly the live
     /// object); `why` goes to the debug log.
-    Dismissed { why: String },
+    Dismissed {
+        why: String,
+    },
 }
 
 /// A change policy allowed, passed to [`Provider::apply`] as part of the whole
@@ -385,7 +387,7 @@ pub enum ProviderError {
 }
 
 fn humanize(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need
+# (Debian packages with apt-get, Python packages with pip), then runs every
+# test of the workspace. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the build and the tests use for real:
+#   git                 real repositories, `git daemon`, `git http-backend`
+#   pkg-config libssl-dev  libgit2's HTTPS transport
+apt_packages=(git pkg-config libssl-dev)
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Tests make commits in temporary repositories: give git an identity where
+# the machine has none, without touching a user's own settings.
+export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-plumb tests}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-tests@plumb.invalid}"
+export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-plumb tests}" GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-tests@plumb.invalid}"
+
+cargo test --workspace --locked "$@"

@@ -1,0 +1,345 @@
+//! One audit of the selected targets: check out each source once, build each
+//! target's provider, read desired and live state, and run the engine. A
+//! target that fails is reported with its error while the others go on.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use plumb_model::{Ctx, Provider, ProviderError, Resource};
+
+use crate::config::{Config, SourceSpec, TargetSpec};
+use crate::mask::Masker;
+use crate::plan::{self, Plan, TargetPlan};
+use crate::policy::{CompiledPolicy, Policy};
+use crate::registry::Registry;
+use crate::source::{self, Checkout, SourceInfo};
+
+/// How long one live read may take when the target does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the command line may change about where desired state comes from.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOverride {
+    /// `--ref`: another branch, tag or commit of the global Git source.
+    pub reference: Option<String>,
+    /// `--source-dir`: a local checkout instead of the global source.
+    pub dir: Option<PathBuf>,
+}
+
+/// Everything an audit needs that outlives one run.
+pub struct Auditor<'a> {
+    pub config: &'a Config,
+    pub registry: &'a Registry,
+    pub masker: Masker,
+}
+
+/// One target's audit, with what apply needs to act on it.
+pub struct TargetRun {
+    pub spec: TargetSpec,
+    pub plan: TargetPlan,
+    pub policy: CompiledPolicy,
+    pub provider: Option<Box<dyn Provider>>,
+    pub ctx: Ctx,
+    pub documents: HashMap<String, (Option<Resource>, Option<Resource>)>,
+    /// How many documents the desired state held (None when unread).
+    pub desired_count: Option<usize>,
+    pub timezone: chrono_tz::Tz,
+}
+
+impl<'a> Auditor<'a> {
+    pub fn new(config: &'a Config, registry: &'a Registry) -> anyhow::Result<Auditor<'a>> {
+        let masker = Masker::load_or_create(&config.state_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read or create the installation key in {}: {e}",
+                config.state_dir.display()
+            )
+        })?;
+        Ok(Auditor {
+            config,
+            registry,
+            masker,
+        })
+    }
+
+    /// The targets `names` selects (all when empty); an unknown name is an
+    /// error naming the known ones.
+    pub fn select(&self, names: &[String]) -> anyhow::Result<Vec<&'a TargetSpec>> {
+        if names.is_empty() {
+            return Ok(self.config.targets.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.config.target(n).ok_or_else(|| {
+                    let known: Vec<_> = self
+                        .config
+                        .targets
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect();
+                    anyhow::anyhow!(
+                        "no target named {n:?} in {} (targets: {})",
+                        self.config.file.display(),
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Audits `targets`, each on its own source checkout, and assembles the plan.
+    pub async fn run(
+        &self,
+        targets: &[&TargetSpec],
+        overrides: &SourceOverride,
+    ) -> (Plan, Vec<TargetRun>) {
+        let started_at = Utc::now();
+        let mut checkouts: HashMap<String, Result<Checkout, String>> = HashMap::new();
+        let global = self.global_source(overrides);
+        let global_key = format!("{global:?}/{:?}", overrides.reference);
+        let global_result = self.checkout(&global, overrides.reference.as_deref());
+        let global_info = match &global_result {
+            Ok(c) => c.info.clone(),
+            Err(_) => describe(&global, overrides.reference.as_deref()),
+        };
+        checkouts.insert(global_key.clone(), global_result);
+
+        let mut runs = Vec::with_capacity(targets.len());
+        for spec in targets {
+            let (key, own) = match &spec.source {
+                Some(own) => (format!("{own:?}/None"), Some(own)),
+                None => (global_key.clone(), None),
+            };
+            if !checkouts.contains_key(&key) {
+                if let Some(own) = own {
+                    checkouts.insert(key.clone(), self.checkout(own, None));
+                }
+            }
+            let checkout = checkouts
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| Err("no source".into()));
+            let mut run = self.run_target(spec, checkout.clone(), Utc::now()).await;
+            if own.is_some() {
+                run.plan.source = Some(match &checkout {
+                    Ok(c) => c.info.clone(),
+                    Err(_) => own.map(|s| describe(s, None)).unwrap_or_default(),
+                });
+            }
+            runs.push(run);
+        }
+        let plans: Vec<TargetPlan> = runs.iter().map(|r| r.plan.clone()).collect();
+        let plan = Plan {
+            format_version: plan::FORMAT_VERSION,
+            plumb_version: env!("CARGO_PKG_VERSION").to_string(),
+            source: global_info,
+            started_at,
+            finished_at: Utc::now(),
+            exit_code: Plan::compute_exit_code(&plans),
+            targets: plans,
+        };
+        (plan, runs)
+    }
+
+    fn global_source(&self, overrides: &SourceOverride) -> SourceSpec {
+        match &overrides.dir {
+            Some(dir) => SourceSpec {
+                git: None,
+                dir: Some(dir.clone()),
+            },
+            None => self.config.source.clone(),
+        }
+    }
+
+    fn checkout(&self, spec: &SourceSpec, reference: Option<&str>) -> Result<Checkout, String> {
+        source::checkout(spec, reference, &self.config.state_dir).map_err(|e| {
+            tracing::error!(error = %e, "source could not be checked out");
+            format!("source: {e}")
+        })
+    }
+
+    /// Audits one target on an already checked-out source.
+    pub async fn run_target(
+        &self,
+        spec: &TargetSpec,
+        checkout: Result<Checkout, String>,
+        now: DateTime<Utc>,
+    ) -> TargetRun {
+        let timezone: chrono_tz::Tz = spec
+            .timezone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::UTC);
+        let mut ctx = Ctx::new(
+            spec.name.clone(),
+            cache_dir(&self.config.state_dir, &spec.name),
+        );
+        ctx.timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let mut run = TargetRun {
+            spec: spec.clone(),
+            plan: TargetPlan::failed(&spec.name, &spec.provider, String::new()),
+            policy: CompiledPolicy::audit_only(),
+            provider: None,
+            ctx: ctx.clone(),
+            documents: HashMap::new(),
+            desired_count: None,
+            timezone,
+        };
+        let fail = |mut run: TargetRun, message: String| {
+            tracing::error!(target = %spec.name, error = %message, "target failed");
+            run.plan.error = Some(message);
+            run
+        };
+
+        let policy = match &spec.policy {
+            Some(file) => match Policy::load(file, timezone) {
+                Ok(p) => p,
+                Err(e) => return fail(run, format!("policy: {e}")),
+            },
+            None => CompiledPolicy::audit_only(),
+        };
+        ctx.guards = policy.policy.guards.clone();
+        run.plan.severity = policy.policy.severity;
+        run.policy = policy;
+
+        let provider = match self.registry.build(&spec.provider, &spec.connection, &self.config.base_dir()) {
+            Ok(p) => p,
+            Err(e) => return fail(run, self.describe_build_error(spec, e)),
+        };
+        let checkout = match checkout {
+            Ok(c) => c,
+            Err(e) => {
+                run.provider = Some(provider);
+                return fail(run, e);
+            }
+        };
+        ctx.commit = checkout.info.commit.clone();
+        run.ctx = ctx.clone();
+        let dir = checkout.root.join(&spec.path);
+        if !dir.is_dir() {
+            run.provider = Some(provider);
+            return fail(
+                run,
+                format!(
+                    "desired state: path {} does not exist in the source {}",
+                    spec.path.display(),
+                    checkout.info.url
+                ),
+            );
+        }
+        let desired = match provider.desired(&checkout.root, &dir, &ctx) {
+            Ok(d) => d,
+            Err(e) => {
+                run.provider = Some(provider);
+                return fail(run, format!("desired state: {e}"));
+            }
+        };
+        run.desired_count = Some(desired.resources.len());
+        let live = match tokio::time::timeout(ctx.timeout, provider.live(&desired, &ctx)).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                run.provider = Some(provider);
+                return fail(run, format!("live state: {e}"));
+            }
+            Err(_) => {
+                run.provider = Some(provider);
+                return fail(
+                    run,
+                    format!(
+                        "live state: {}",
+                        ProviderError::Timeout {
+                            what: "reading live state".into(),
+                            after: ctx.timeout
+                        }
+                    ),
+                );
+            }
+        };
+        let outcome = plan::plan_target(
+            &spec.name,
+            &spec.provider,
+            provider.as_ref(),
+            desired,
+            live,
+            &run.policy,
+            &self.masker,
+            &ctx,
+            now,
+        )
+        .await;
+        run.provider = Some(provider);
+        match outcome {
+            Ok(outcome) => {
+                run.plan = outcome.plan;
+                run.documents = outcome.documents;
+                run
+            }
+            Err(e) => fail(run, format!("plan: {e}")),
+        }
+    }
+
+    /// A provider's complaint about `connection`, with the line of the key
+    /// it names where the config shows it.
+    pub fn describe_build_error(&self, spec: &TargetSpec, error: ProviderError) -> String {
+        let message = error.to_string();
+        let line = unknown_field(&message)
+            .and_then(|key| self.config.line_in_target(spec, &key))
+            .or(spec.line);
+        match line {
+            Some(line) => format!(
+                "{}:{line}: target {}: {message}",
+                self.config.file.display(),
+                spec.name
+            ),
+            None => format!(
+                "{}: target {}: {message}",
+                self.config.file.display(),
+                spec.name
+            ),
+        }
+    }
+}
+
+/// The key serde names in "unknown field `x`".
+fn unknown_field(message: &str) -> Option<String> {
+    let start = message.find("unknown field `")? + "unknown field `".len();
+    let end = message[start..].find('`')?;
+    Some(message[start..start + end].to_string())
+}
+
+/// What a plan says about a source it could not check out.
+fn describe(spec: &SourceSpec, reference: Option<&str>) -> SourceInfo {
+    match (&spec.git, &spec.dir) {
+        (Some(git), _) => SourceInfo {
+            url: source::redact_url(&git.url),
+            reference: Some(reference.unwrap_or(&git.reference).to_string()),
+            ..Default::default()
+        },
+        (None, Some(dir)) => SourceInfo {
+            url: dir.display().to_string(),
+            ..Default::default()
+        },
+        _ => SourceInfo::default(),
+    }
+}
+
+/// The state directory's cache for one target; kept apart from history.
+pub fn cache_dir(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("cache").join(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_unknown_field_serde_names() {
+        assert_eq!(
+            unknown_field("connection: unknown field `comand`, expected one of `command`"),
+            Some("comand".into())
+        );
+        assert_eq!(unknown_field("other"), None);
+    }
+}

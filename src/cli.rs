@@ -1,0 +1,122 @@
+//! The command line of SPEC §1: arguments only; the work is in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "plumb", version, about = "Audit live systems against the desired state kept in Git", long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Log level or filter (`info`, `plumb=debug`); overrides PLUMB_LOG.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Config file; else $PLUMB_CONFIG, else ./plumb.yaml.
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "PLUMB_CONFIG",
+        default_value = "plumb.yaml"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One audit of the selected targets; prints the plan. Exit 0 in sync, 2 drift, 1 error.
+    Plan(PlanArgs),
+    /// Reconcile what policy allows.
+    Apply(ApplyArgs),
+    /// Check config, policies and all desired state; report every problem with file and line.
+    Validate(ValidateArgs),
+    /// Write the live state of a target as desired-state files.
+    Import(ImportArgs),
+    /// Run against the built-in simulators, seeded with drift.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this target (repeatable); all by default.
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the plan here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Audit another branch, tag or commit of the Git source.
+    #[arg(long = "ref", conflicts_with = "source_dir")]
+    pub reference: Option<String>,
+    /// Audit a local checkout instead of the configured source.
+    #[arg(long)]
+    pub source_dir: Option<PathBuf>,
+    /// Also write the SPEC gauges to this file (atomically), for node_exporter's textfile collector.
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Apply exactly this saved JSON plan; refused if the commit or a live object moved since.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Print which changes policy would allow or refuse, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also read the live systems (resolves kinds, users, folders); changes nothing.
+    #[arg(long)]
+    pub live: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub target: String,
+    /// Directory to write (default: ./imported/<target>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print the plan and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Where to unpack the demo (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

@@ -1,0 +1,357 @@
+//! The commands of SPEC §1, wired from the library's parts. Each returns the
+//! process exit code; an `Err` is an error of the whole command (exit 1).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use plumb_model::Live;
+
+use crate::apply;
+use crate::audit::{Auditor, SourceOverride, TargetRun};
+use crate::cli::{ApplyArgs, ImportArgs, PlanArgs, ValidateArgs};
+use crate::config::Config;
+use crate::metrics;
+use crate::plan::Plan;
+use crate::registry::Registry;
+use crate::render;
+use crate::source;
+use crate::state::State;
+
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// `plumb plan`.
+pub async fn plan(args: &PlanArgs, registry: &Registry) -> anyhow::Result<i32> {
+    let config = load_config(&args.config.config)?;
+    let auditor = Auditor::new(&config, registry)?;
+    let targets = auditor.select(&args.targets)?;
+    let overrides = SourceOverride {
+        reference: args.reference.clone(),
+        dir: args.source_dir.clone(),
+    };
+    let (plan, _runs) = auditor.run(&targets, &overrides).await;
+    let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
+    let text = render::render(&plan, args.format, render::use_color(to_terminal));
+    emit(&text, args.out.as_deref())?;
+    record_state(&config, &plan, args.metrics_file.as_deref())?;
+    Ok(plan.exit_code)
+}
+
+fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    match out {
+        Some(path) => metrics::write_atomically(path, text)
+            .with_context(|| format!("writing {}", path.display())),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// Remembers drift-since and last-run times, and writes the metrics file.
+fn record_state(config: &Config, plan: &Plan, metrics_file: Option<&Path>) -> anyhow::Result<()> {
+    let mut state = State::load(&config.state_dir);
+    state.record(plan);
+    if let Err(e) = state.save(&config.state_dir) {
+        tracing::warn!(error = %e, "could not save state in {}", config.state_dir.display());
+    }
+    if let Some(file) = metrics_file {
+        let text = metrics::gauges(config, plan, &state).context("rendering metrics")?;
+        metrics::write_atomically(file, &text)
+            .with_context(|| format!("writing metrics to {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// `plumb apply`.
+pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32> {
+    let config = load_config(&args.config.config)?;
+    let auditor = Auditor::new(&config, registry)?;
+    let mut runs: Vec<TargetRun>;
+    let mut refusals: Vec<String> = Vec::new();
+
+    match &args.plan {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading saved plan {}", file.display()))?;
+            let saved: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a plumb JSON plan", file.display()))?;
+            apply::check_saved(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let names: Vec<String> = if args.targets.is_empty() {
+                saved.targets.iter().map(|t| t.name.clone()).collect()
+            } else {
+                args.targets.clone()
+            };
+            let targets = auditor.select(&names)?;
+            runs = Vec::new();
+            for spec in targets {
+                let Some(saved_target) = saved.targets.iter().find(|t| t.name == spec.name) else {
+                    bail!(
+                        "target {} is not in the saved plan {}",
+                        spec.name,
+                        file.display()
+                    );
+                };
+                let source_info = saved_target.source.as_ref().unwrap_or(&saved.source);
+                let src_spec = spec.source.clone().unwrap_or_else(|| config.source.clone());
+                // The commit the plan was made at must still be what the ref names.
+                if let (Some(git), Some(commit)) = (&src_spec.git, &source_info.commit) {
+                    let reference = source_info
+                        .reference
+                        .clone()
+                        .unwrap_or_else(|| git.reference.clone());
+                    let now = source::checkout(&src_spec, Some(&reference), &config.state_dir)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
+                    let now_commit = now.info.commit.unwrap_or_default();
+                    if &now_commit != commit {
+                        refusals.push(format!(
+                            "{}: the source moved since the plan was made: {reference} was {commit}, is now {now_commit}",
+                            spec.name
+                        ));
+                        continue;
+                    }
+                }
+                let checkout = match (&src_spec.git, &source_info.commit) {
+                    (Some(_), Some(commit)) => {
+                        source::checkout(&src_spec, Some(commit), &config.state_dir)
+                    }
+                    _ => source::checkout(&src_spec, None, &config.state_dir),
+                }
+                .map_err(|e| format!("source: {e}"));
+                let mut run = auditor.run_target(spec, checkout, Utc::now()).await;
+                let moved = apply::stale_changes(&saved_target.changes, &run.plan.changes);
+                if !moved.is_empty() {
+                    refusals.push(format!(
+                        "{}: the saved plan no longer matches, make a new plan:\n    {}",
+                        spec.name,
+                        moved.join("\n    ")
+                    ));
+                    continue;
+                }
+                apply::restrict_to(&mut run, &saved_target.changes);
+                runs.push(run);
+            }
+        }
+        None => {
+            let targets = auditor.select(&args.targets)?;
+            let (_plan, fresh) = auditor.run(&targets, &SourceOverride::default()).await;
+            runs = fresh;
+        }
+    }
+
+    for r in &refusals {
+        eprintln!("refused: {r}");
+    }
+    let decisions: Vec<_> = runs.iter().map(apply::decide).collect();
+    print!("{}", apply::render_decisions(&decisions));
+    if args.dry_run {
+        let plans: Vec<_> = runs.iter().map(|r| r.plan.clone()).collect();
+        let code = Plan::compute_exit_code(&plans);
+        return Ok(if refusals.is_empty() { code } else { 1 });
+    }
+    let allowed: usize = decisions.iter().map(|d| d.allowed().count()).sum();
+    if allowed > 0 && !args.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("refusing to apply {allowed} change(s) without --auto-approve: there is no terminal to ask");
+            return Ok(1);
+        }
+        print!("\nApply these {allowed} change(s)? Only 'yes' will be accepted: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("Apply cancelled.");
+            return Ok(1);
+        }
+    }
+
+    let mut results = Vec::new();
+    let mut still_drifting = Vec::new();
+    for (run, decision) in runs.iter().zip(&decisions) {
+        let outcome = apply::execute(run, decision).await;
+        let applied: Vec<String> = outcome
+            .iter()
+            .filter(|r| matches!(r.outcome, plumb_model::Outcome::Applied))
+            .map(|r| r.id.clone())
+            .collect();
+        results.extend(outcome);
+        if applied.is_empty() {
+            continue;
+        }
+        // Converged means the live system now matches: audit again.
+        let checkout = match &run.spec.source {
+            Some(own) => source::checkout(own, None, &config.state_dir),
+            None => source::checkout(
+                &config.source,
+                run.plan_commit().as_deref(),
+                &config.state_dir,
+            ),
+        }
+        .map_err(|e| format!("source: {e}"));
+        let after = auditor.run_target(&run.spec, checkout, Utc::now()).await;
+        for id in applied {
+            if after.plan.changes.iter().any(|c| c.id == id) {
+                still_drifting.push(id);
+            }
+        }
+    }
+    print!("{}", apply::render_results(&results, &still_drifting));
+    let code = apply::exit_code(&decisions, &results, &still_drifting);
+    Ok(if refusals.is_empty() { code } else { 1 })
+}
+
+impl TargetRun {
+    /// The commit this run audited, for re-checking after apply.
+    fn plan_commit(&self) -> Option<String> {
+        self.ctx.commit.clone()
+    }
+}
+
+/// `plumb validate`: every problem, each with file and line; changes nothing.
+pub async fn validate(args: &ValidateArgs, registry: &Registry) -> anyhow::Result<i32> {
+    let config = match Config::load(&args.config.config) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e}");
+            return Ok(1);
+        }
+    };
+    let auditor = Auditor::new(&config, registry)?;
+    let mut problems = 0;
+    let mut checkouts = std::collections::HashMap::new();
+    for spec in &config.targets {
+        let src = spec.source.clone().unwrap_or_else(|| config.source.clone());
+        let key = format!("{src:?}");
+        let checkout = checkouts
+            .entry(key)
+            .or_insert_with(|| {
+                source::checkout(&src, None, &config.state_dir).map_err(|e| format!("source: {e}"))
+            })
+            .clone();
+        let result = validate_target(&auditor, spec, checkout, args.live).await;
+        match result {
+            Ok(summary) => println!("{}: ok ({summary})", spec.name),
+            Err(message) => {
+                problems += 1;
+                println!("{}: {message}", spec.name);
+            }
+        }
+    }
+    if problems == 0 {
+        println!(
+            "{}: valid ({} target(s))",
+            config.file.display(),
+            config.targets.len()
+        );
+        Ok(0)
+    } else {
+        println!(
+            "{problems} of {} target(s) have problems",
+            config.targets.len()
+        );
+        Ok(1)
+    }
+}
+
+async fn validate_target(
+    auditor: &Auditor<'_>,
+    spec: &crate::config::TargetSpec,
+    checkout: Result<source::Checkout, String>,
+    live: bool,
+) -> Result<String, String> {
+    if live {
+        let run = auditor.run_target(spec, checkout, Utc::now()).await;
+        return match run.plan.error {
+            Some(e) => Err(e),
+            None => Ok(format!(
+                "{} desired document(s), live state read",
+                run.desired_count.unwrap_or(0)
+            )),
+        };
+    }
+    let tz: chrono_tz::Tz = spec
+        .timezone
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    if let Some(file) = &spec.policy {
+        crate::policy::Policy::load(file, tz).map_err(|e| format!("policy: {e}"))?;
+    }
+    let provider = auditor
+        .registry
+        .build(&spec.provider, &spec.connection, &auditor.config.base_dir())
+        .map_err(|e| auditor.describe_build_error(spec, e))?;
+    let checkout = checkout?;
+    let dir = checkout.root.join(&spec.path);
+    if !dir.is_dir() {
+        return Err(format!(
+            "path {} does not exist in the source",
+            spec.path.display()
+        ));
+    }
+    let ctx = plumb_model::Ctx::new(
+        spec.name.clone(),
+        crate::audit::cache_dir(&auditor.config.state_dir, &spec.name),
+    );
+    let desired = provider
+        .desired(&checkout.root, &dir, &ctx)
+        .map_err(|e| format!("desired state: {e}"))?;
+    let mut ids = std::collections::HashMap::new();
+    for r in &desired.resources {
+        if let Some(first) = ids.insert(r.id.clone(), r.origin.clone()) {
+            let show = |o: &Option<plumb_model::Origin>| {
+                o.as_ref().map(|o| o.to_string()).unwrap_or_default()
+            };
+            return Err(format!(
+                "duplicate id {}: defined in {} and in {}",
+                r.id,
+                show(&first),
+                show(&r.origin)
+            ));
+        }
+    }
+    Ok(format!("{} desired document(s)", desired.resources.len()))
+}
+
+/// `plumb import`.
+pub async fn import(args: &ImportArgs, registry: &Registry) -> anyhow::Result<i32> {
+    let config = load_config(&args.config.config)?;
+    let auditor = Auditor::new(&config, registry)?;
+    let spec = auditor.select(std::slice::from_ref(&args.target))?[0];
+    let provider = registry
+        .build(&spec.provider, &spec.connection, &config.base_dir())
+        .map_err(|e| anyhow::anyhow!(auditor.describe_build_error(spec, e)))?;
+    let mut ctx = plumb_model::Ctx::new(
+        spec.name.clone(),
+        crate::audit::cache_dir(&config.state_dir, &spec.name),
+    );
+    ctx.timeout = spec.timeout.unwrap_or(crate::audit::DEFAULT_TIMEOUT);
+    // Import reads everything in the connection's scope: there is no desired
+    // state yet to narrow it.
+    let live: Live = tokio::time::timeout(ctx.timeout, provider.live(&Default::default(), &ctx))
+        .await
+        .map_err(|_| anyhow::anyhow!("target {}: reading live state timed out", spec.name))?
+        .map_err(|e| anyhow::anyhow!("target {}: live state: {e}", spec.name))?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("imported").join(&spec.name));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let files = provider
+        .import(&live, &out, &ctx)
+        .await
+        .map_err(|e| anyhow::anyhow!("target {}: import: {e}", spec.name))?;
+    println!(
+        "Imported {} live document(s) of {} into {} ({} file(s)).",
+        live.resources.len(),
+        spec.name,
+        out.display(),
+        files.len()
+    );
+    Ok(0)
+}

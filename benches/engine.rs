@@ -1,20 +1,32 @@
 //! The plan engine alone, in one process: 100,000 in-sync documents of about
 //! 2 KB of nested JSON plus 1,000 drifted ones, planned by the same engine
 //! `plumb plan` uses. Prints documents per second and peak RSS (VmHWM)
-//! against the size of the input JSON. Run: `cargo bench --bench engine`
-//! (optionally `-- 20000 200` for other counts). See BENCHMARKS.md.
+//! against the size of the input JSON. See BENCHMARKS.md.
+//!
+//! `cargo bench --bench engine` — live documents are the same text as the
+//! desired ones (a provider that canonicalises what it reads).
+//! `cargo bench --bench engine -- --status` — every live document also
+//! carries a `status` block the provider's normalisation removes, so every
+//! pair is parsed, normalised and compared structurally.
+//! Counts: `-- 20000 200` (in sync, drifted).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use plumb::mask::Masker;
-use plumb::plan::plan_target;
+use plumb::plan::{plan_target, Planning};
 use plumb::policy::CompiledPolicy;
-use plumb_model::{ApplyChange, ChangeResult, Ctx, Desired, ListKey, Live, Provider, ProviderError, Resource};
+use plumb_model::{ApplyChange, ChangeResult, Ctx, Desired, ListKey, Live, Pair, Provider, ProviderError, Resource};
 use serde_json::{json, Value};
 
 struct Bench;
+
+/// What the API server adds on its own, as Kubernetes does.
+fn status_block(i: usize) -> Value {
+    json!({"observedGeneration": 4, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 3,
+           "conditions": [{"type": "Available", "status": "True", "reason": format!("MinimumReplicasAvailable-{i}")}]})
+}
 
 #[async_trait]
 impl Provider for Bench {
@@ -24,6 +36,11 @@ impl Provider for Bench {
             ListKey::new("*", "**/containers/ports", &["containerPort", "protocol"]),
             ListKey::new("*", "**/containers/env", &["name"]),
         ]
+    }
+    fn normalize(&self, pair: Pair<'_>) {
+        if let Some(live) = pair.live.and_then(Value::as_object_mut) {
+            live.remove("status");
+        }
     }
     fn desired(&self, _: &Path, _: &Path, _: &Ctx) -> Result<Desired, ProviderError> {
         Ok(Desired::default())
@@ -67,10 +84,15 @@ fn document(i: usize) -> Value {
                             "ports": [{"containerPort": 8080, "protocol": "TCP", "name": "http"}, {"containerPort": 9090, "protocol": "TCP", "name": "metrics"}],
                             "env": env,
                             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10}
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+                            "livenessProbe": {"httpGet": {"path": "/livez", "port": 8080}, "periodSeconds": 20, "failureThreshold": 3},
+                            "volumeMounts": [{"name": "config", "mountPath": "/etc/service"}, {"name": "tmp", "mountPath": "/tmp"}],
+                            "securityContext": {"runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
                         },
                         {"name": "proxy", "image": "registry.example.com/proxy:2.4.1", "args": ["--listen=:15001", "--upstream=127.0.0.1:8080"]}
-                    ]
+                    ],
+                    "volumes": [{"name": "config", "configMap": {"name": format!("service-{i}-config")}}, {"name": "tmp", "emptyDir": {}}],
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backend", "effect": "NoSchedule"}]
                 }
             }
         }
@@ -85,6 +107,7 @@ fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn main() {
+    let with_status = std::env::args().any(|a| a == "--status");
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let in_sync = args.first().copied().unwrap_or(100_000);
     let drifted = args.get(1).copied().unwrap_or(1_000);
@@ -100,28 +123,42 @@ fn main() {
         if i >= in_sync {
             live_body["spec"]["template"]["spec"]["containers"][0]["image"] = json!("registry.example.com/hotfix:0");
         }
+        if with_status {
+            live_body["status"] = status_block(i);
+        }
         input_bytes += body.to_string().len() + live_body.to_string().len();
         desired.push(Resource::new(id.clone(), "Deployment", body));
         live.push(Resource::new(id, "Deployment", live_body));
     }
     let rss_before = peak_rss_bytes().unwrap_or(0);
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let policy = CompiledPolicy::audit_only();
     let masker = Masker::with_key(b"benchmark-key-benchmark-key-0000");
     let ctx = Ctx::new("bench", std::env::temp_dir());
     let started = Instant::now();
     let outcome = runtime
         .block_on(plan_target(
-            "bench",
-            "bench",
-            &Bench,
-            Desired { resources: desired, findings: Vec::new() },
-            Live { resources: live, findings: Vec::new() },
-            &policy,
-            &masker,
-            &ctx,
-            chrono::Utc::now(),
+            &Planning {
+                target: "bench",
+                provider_name: "bench",
+                provider: &Bench,
+                policy: &policy,
+                masker: &masker,
+                ctx: &ctx,
+                now: chrono::Utc::now(),
+            },
+            Desired {
+                resources: desired,
+                findings: Vec::new(),
+            },
+            Live {
+                resources: live,
+                findings: Vec::new(),
+            },
         ))
         .expect("plan");
     let elapsed = started.elapsed();
@@ -130,9 +167,26 @@ fn main() {
     assert_eq!(outcome.plan.summary.update, drifted);
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "mode:                 {}",
+        if with_status {
+            "live carries status (every pair parsed and normalised)"
+        } else {
+            "live text equals desired text where in sync"
+        }
+    );
     println!("documents:            {total} ({in_sync} in sync, {drifted} drifted)");
-    println!("input JSON:           {:.1} MiB (desired + live, {:.0} bytes per document)", mib(input_bytes as u64), input_bytes as f64 / (2.0 * total as f64));
+    println!(
+        "input JSON:           {:.1} MiB (desired + live, {:.0} bytes per document)",
+        mib(input_bytes as u64),
+        input_bytes as f64 / (2.0 * total as f64)
+    );
     println!("plan time:            {:.3} s", elapsed.as_secs_f64());
     println!("documents per second: {:.0}", total as f64 / elapsed.as_secs_f64());
-    println!("peak RSS:             {:.1} MiB ({:.2}x input JSON); {:.1} MiB before planning", mib(peak), peak as f64 / input_bytes as f64, mib(rss_before));
+    println!(
+        "peak RSS:             {:.1} MiB ({:.2}x input JSON); {:.1} MiB before planning",
+        mib(peak),
+        peak as f64 / input_bytes as f64,
+        mib(rss_before)
+    );
 }

@@ -56,10 +56,7 @@ pub fn decide(run: &TargetRun) -> TargetDecisions {
         let reason = if policy.mode == Mode::Audit {
             Some("policy mode is audit (set `mode: reconcile` to allow apply)".to_string())
         } else if let Some(s) = suspended {
-            Some(format!(
-                "reconcile is suspended until {}: {}",
-                s.until, s.reason
-            ))
+            Some(format!("reconcile is suspended until {}: {}", s.until, s.reason))
         } else if change.action == Action::Unmanaged {
             Some("unmanaged objects are reported, never changed".to_string())
         } else if change.action == Action::Delete && !policy.prune {
@@ -105,14 +102,10 @@ pub fn stale_changes(saved: &[Change], fresh: &[Change]) -> Vec<String> {
     for change in saved {
         match fresh_by_id.get(change.id.as_str()) {
             None => moved.push(format!("{}: no longer differs", change.id)),
-            Some(now) if now.action != change.action => moved.push(format!(
-                "{}: was {}, now {}",
-                change.id, change.action, now.action
-            )),
-            Some(now)
-                if now.live_digest != change.live_digest
-                    || now.live_version != change.live_version =>
-            {
+            Some(now) if now.action != change.action => {
+                moved.push(format!("{}: was {}, now {}", change.id, change.action, now.action))
+            }
+            Some(now) if now.live_digest != change.live_digest || now.live_version != change.live_version => {
                 moved.push(format!("{}: the live object changed", change.id))
             }
             Some(now) if now.desired_digest != change.desired_digest => {
@@ -184,10 +177,7 @@ pub async fn execute(run: &TargetRun, decisions: &TargetDecisions) -> Vec<Change
             .map(|c| ChangeResult {
                 id: c.id.clone(),
                 action: c.action,
-                outcome: Outcome::Failed(format!(
-                    "apply timed out after {}s",
-                    run.ctx.timeout.as_secs()
-                )),
+                outcome: Outcome::Failed(format!("apply timed out after {}s", run.ctx.timeout.as_secs())),
             })
             .collect(),
     }
@@ -195,25 +185,14 @@ pub async fn execute(run: &TargetRun, decisions: &TargetDecisions) -> Vec<Change
 
 /// apply's exit code: 1 on any failure or refusal of a whole target, else 2
 /// when drift remains that policy forbade to fix, else 0.
-pub fn exit_code(
-    decisions: &[TargetDecisions],
-    results: &[ChangeResult],
-    still_drifting: &[String],
-) -> i32 {
-    let failed = decisions
-        .iter()
-        .any(|d| d.error.is_some() || d.refused.is_some())
-        || results
-            .iter()
-            .any(|r| !matches!(r.outcome, Outcome::Applied))
+pub fn exit_code(decisions: &[TargetDecisions], results: &[ChangeResult], still_drifting: &[String]) -> i32 {
+    let failed = decisions.iter().any(|d| d.error.is_some() || d.refused.is_some())
+        || results.iter().any(|r| !matches!(r.outcome, Outcome::Applied))
         || !still_drifting.is_empty();
     if failed {
         return 1;
     }
-    if decisions
-        .iter()
-        .any(|d| d.decisions.iter().any(|x| !x.allowed))
-    {
+    if decisions.iter().any(|d| d.decisions.iter().any(|x| !x.allowed)) {
         return 2;
     }
     0
@@ -258,10 +237,7 @@ pub fn render_results(results: &[ChangeResult], still_drifting: &[String]) -> St
     for id in still_drifting {
         out.push_str(&format!("  still differs after apply: {id}\n"));
     }
-    let applied = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Applied))
-        .count();
+    let applied = results.iter().filter(|r| matches!(r.outcome, Outcome::Applied)).count();
     out.push_str(&format!(
         "Apply complete: {applied} applied, {} not applied.\n",
         results.len() - applied

@@ -46,6 +46,8 @@ pub struct TargetRun {
     /// How many documents the desired state held (None when unread).
     pub desired_count: Option<usize>,
     pub timezone: chrono_tz::Tz,
+    /// The tree audited, so apply can audit it again after changing things.
+    pub checkout: Option<Checkout>,
 }
 
 impl<'a> Auditor<'a> {
@@ -73,12 +75,7 @@ impl<'a> Auditor<'a> {
             .iter()
             .map(|n| {
                 self.config.target(n).ok_or_else(|| {
-                    let known: Vec<_> = self
-                        .config
-                        .targets
-                        .iter()
-                        .map(|t| t.name.as_str())
-                        .collect();
+                    let known: Vec<_> = self.config.targets.iter().map(|t| t.name.as_str()).collect();
                     anyhow::anyhow!(
                         "no target named {n:?} in {} (targets: {})",
                         self.config.file.display(),
@@ -90,16 +87,12 @@ impl<'a> Auditor<'a> {
     }
 
     /// Audits `targets`, each on its own source checkout, and assembles the plan.
-    pub async fn run(
-        &self,
-        targets: &[&TargetSpec],
-        overrides: &SourceOverride,
-    ) -> (Plan, Vec<TargetRun>) {
+    pub async fn run(&self, targets: &[&TargetSpec], overrides: &SourceOverride) -> (Plan, Vec<TargetRun>) {
         let started_at = Utc::now();
         let mut checkouts: HashMap<String, Result<Checkout, String>> = HashMap::new();
         let global = self.global_source(overrides);
         let global_key = format!("{global:?}/{:?}", overrides.reference);
-        let global_result = self.checkout(&global, overrides.reference.as_deref());
+        let global_result = self.checkout(&global, overrides.reference.as_deref()).await;
         let global_info = match &global_result {
             Ok(c) => c.info.clone(),
             Err(_) => describe(&global, overrides.reference.as_deref()),
@@ -114,13 +107,11 @@ impl<'a> Auditor<'a> {
             };
             if !checkouts.contains_key(&key) {
                 if let Some(own) = own {
-                    checkouts.insert(key.clone(), self.checkout(own, None));
+                    let result = self.checkout(own, None).await;
+                    checkouts.insert(key.clone(), result);
                 }
             }
-            let checkout = checkouts
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| Err("no source".into()));
+            let checkout = checkouts.get(&key).cloned().unwrap_or_else(|| Err("no source".into()));
             let mut run = self.run_target(spec, checkout.clone(), Utc::now()).await;
             if own.is_some() {
                 run.plan.source = Some(match &checkout {
@@ -153,8 +144,17 @@ impl<'a> Auditor<'a> {
         }
     }
 
-    fn checkout(&self, spec: &SourceSpec, reference: Option<&str>) -> Result<Checkout, String> {
-        source::checkout(spec, reference, &self.config.state_dir).map_err(|e| {
+    /// Checks out off the async threads: fetching and writing a tree block.
+    pub async fn checkout(&self, spec: &SourceSpec, reference: Option<&str>) -> Result<Checkout, String> {
+        let (spec, reference, state_dir) = (
+            spec.clone(),
+            reference.map(str::to_string),
+            self.config.state_dir.clone(),
+        );
+        let result = tokio::task::spawn_blocking(move || source::checkout(&spec, reference.as_deref(), &state_dir))
+            .await
+            .map_err(|e| format!("source: checkout task failed: {e}"))?;
+        result.map_err(|e| {
             tracing::error!(error = %e, "source could not be checked out");
             format!("source: {e}")
         })
@@ -172,10 +172,7 @@ impl<'a> Auditor<'a> {
             .as_deref()
             .and_then(|t| t.parse().ok())
             .unwrap_or(chrono_tz::UTC);
-        let mut ctx = Ctx::new(
-            spec.name.clone(),
-            cache_dir(&self.config.state_dir, &spec.name),
-        );
+        let mut ctx = Ctx::new(spec.name.clone(), cache_dir(&self.config.state_dir, &spec.name));
         ctx.timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let mut run = TargetRun {
             spec: spec.clone(),
@@ -186,6 +183,7 @@ impl<'a> Auditor<'a> {
             documents: HashMap::new(),
             desired_count: None,
             timezone,
+            checkout: checkout.as_ref().ok().cloned(),
         };
         let fail = |mut run: TargetRun, message: String| {
             tracing::error!(target = %spec.name, error = %message, "target failed");
@@ -204,7 +202,10 @@ impl<'a> Auditor<'a> {
         run.plan.severity = policy.policy.severity;
         run.policy = policy;
 
-        let provider = match self.registry.build(&spec.provider, &spec.connection, &self.config.base_dir()) {
+        let provider = match self
+            .registry
+            .build(&spec.provider, &spec.connection, &self.config.base_dir())
+        {
             Ok(p) => p,
             Err(e) => return fail(run, self.describe_build_error(spec, e)),
         };
@@ -257,18 +258,16 @@ impl<'a> Auditor<'a> {
                 );
             }
         };
-        let outcome = plan::plan_target(
-            &spec.name,
-            &spec.provider,
-            provider.as_ref(),
-            desired,
-            live,
-            &run.policy,
-            &self.masker,
-            &ctx,
+        let planning = plan::Planning {
+            target: &spec.name,
+            provider_name: &spec.provider,
+            provider: provider.as_ref(),
+            policy: &run.policy,
+            masker: &self.masker,
+            ctx: &ctx,
             now,
-        )
-        .await;
+        };
+        let outcome = plan::plan_target(&planning, desired, live).await;
         run.provider = Some(provider);
         match outcome {
             Ok(outcome) => {
@@ -283,21 +282,21 @@ impl<'a> Auditor<'a> {
     /// A provider's complaint about `connection`, with the line of the key
     /// it names where the config shows it.
     pub fn describe_build_error(&self, spec: &TargetSpec, error: ProviderError) -> String {
-        let message = error.to_string();
-        let line = unknown_field(&message)
-            .and_then(|key| self.config.line_in_target(spec, &key))
-            .or(spec.line);
+        // An unknown provider is a mistake in `provider:`, not in `connection:`.
+        let (message, key) = match &error {
+            ProviderError::Config(m) if !self.registry.knows(&spec.provider) => {
+                (m.clone(), Some("provider".to_string()))
+            }
+            _ => {
+                let message = error.to_string();
+                let key = unknown_field(&message);
+                (message, key)
+            }
+        };
+        let line = key.and_then(|key| self.config.line_in_target(spec, &key)).or(spec.line);
         match line {
-            Some(line) => format!(
-                "{}:{line}: target {}: {message}",
-                self.config.file.display(),
-                spec.name
-            ),
-            None => format!(
-                "{}: target {}: {message}",
-                self.config.file.display(),
-                spec.name
-            ),
+            Some(line) => format!("{}:{line}: target {}: {message}", self.config.file.display(), spec.name),
+            None => format!("{}: target {}: {message}", self.config.file.display(), spec.name),
         }
     }
 }

@@ -28,12 +28,7 @@ pub enum LogFormat {
 #[derive(Debug, Args, Clone)]
 pub struct ConfigArg {
     /// Config file; else $PLUMB_CONFIG, else ./plumb.yaml.
-    #[arg(
-        short = 'c',
-        long = "config",
-        env = "PLUMB_CONFIG",
-        default_value = "plumb.yaml"
-    )]
+    #[arg(short = 'c', long = "config", env = "PLUMB_CONFIG", default_value = "plumb.yaml")]
     pub config: PathBuf,
 }
 

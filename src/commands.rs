@@ -42,8 +42,7 @@ pub async fn plan(args: &PlanArgs, registry: &Registry) -> anyhow::Result<i32> {
 
 fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
     match out {
-        Some(path) => metrics::write_atomically(path, text)
-            .with_context(|| format!("writing {}", path.display())),
+        Some(path) => metrics::write_atomically(path, text).with_context(|| format!("writing {}", path.display())),
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes())?;
@@ -62,8 +61,7 @@ fn record_state(config: &Config, plan: &Plan, metrics_file: Option<&Path>) -> an
     }
     if let Some(file) = metrics_file {
         let text = metrics::gauges(config, plan, &state).context("rendering metrics")?;
-        metrics::write_atomically(file, &text)
-            .with_context(|| format!("writing metrics to {}", file.display()))?;
+        metrics::write_atomically(file, &text).with_context(|| format!("writing metrics to {}", file.display()))?;
     }
     Ok(())
 }
@@ -77,10 +75,10 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
 
     match &args.plan {
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading saved plan {}", file.display()))?;
-            let saved: Plan = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a plumb JSON plan", file.display()))?;
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading saved plan {}", file.display()))?;
+            let saved: Plan =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a plumb JSON plan", file.display()))?;
             apply::check_saved(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let names: Vec<String> = if args.targets.is_empty() {
                 saved.targets.iter().map(|t| t.name.clone()).collect()
@@ -91,21 +89,24 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
             runs = Vec::new();
             for spec in targets {
                 let Some(saved_target) = saved.targets.iter().find(|t| t.name == spec.name) else {
-                    bail!(
-                        "target {} is not in the saved plan {}",
-                        spec.name,
-                        file.display()
-                    );
+                    bail!("target {} is not in the saved plan {}", spec.name, file.display());
                 };
                 let source_info = saved_target.source.as_ref().unwrap_or(&saved.source);
-                let src_spec = spec.source.clone().unwrap_or_else(|| config.source.clone());
+                // A plan made from a plain directory (`dir:` or `--source-dir`)
+                // is checked against that directory again.
+                let src_spec = match &source_info.commit {
+                    Some(_) => spec.source.clone().unwrap_or_else(|| config.source.clone()),
+                    None => crate::config::SourceSpec {
+                        git: None,
+                        dir: Some(PathBuf::from(&source_info.url)),
+                    },
+                };
                 // The commit the plan was made at must still be what the ref names.
                 if let (Some(git), Some(commit)) = (&src_spec.git, &source_info.commit) {
-                    let reference = source_info
-                        .reference
-                        .clone()
-                        .unwrap_or_else(|| git.reference.clone());
-                    let now = source::checkout(&src_spec, Some(&reference), &config.state_dir)
+                    let reference = source_info.reference.clone().unwrap_or_else(|| git.reference.clone());
+                    let now = auditor
+                        .checkout(&src_spec, Some(&reference))
+                        .await
                         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
                     let now_commit = now.info.commit.unwrap_or_default();
                     if &now_commit != commit {
@@ -116,13 +117,8 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
                         continue;
                     }
                 }
-                let checkout = match (&src_spec.git, &source_info.commit) {
-                    (Some(_), Some(commit)) => {
-                        source::checkout(&src_spec, Some(commit), &config.state_dir)
-                    }
-                    _ => source::checkout(&src_spec, None, &config.state_dir),
-                }
-                .map_err(|e| format!("source: {e}"));
+                // Audit again at exactly the plan's commit.
+                let checkout = auditor.checkout(&src_spec, source_info.commit.as_deref()).await;
                 let mut run = auditor.run_target(spec, checkout, Utc::now()).await;
                 let moved = apply::stale_changes(&saved_target.changes, &run.plan.changes);
                 if !moved.is_empty() {
@@ -184,15 +180,8 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
             continue;
         }
         // Converged means the live system now matches: audit again.
-        let checkout = match &run.spec.source {
-            Some(own) => source::checkout(own, None, &config.state_dir),
-            None => source::checkout(
-                &config.source,
-                run.plan_commit().as_deref(),
-                &config.state_dir,
-            ),
-        }
-        .map_err(|e| format!("source: {e}"));
+        // Audit the same tree again.
+        let checkout = run.checkout.clone().ok_or_else(|| "source: no checkout".to_string());
         let after = auditor.run_target(&run.spec, checkout, Utc::now()).await;
         for id in applied {
             if after.plan.changes.iter().any(|c| c.id == id) {
@@ -203,13 +192,6 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
     print!("{}", apply::render_results(&results, &still_drifting));
     let code = apply::exit_code(&decisions, &results, &still_drifting);
     Ok(if refusals.is_empty() { code } else { 1 })
-}
-
-impl TargetRun {
-    /// The commit this run audited, for re-checking after apply.
-    fn plan_commit(&self) -> Option<String> {
-        self.ctx.commit.clone()
-    }
 }
 
 /// `plumb validate`: every problem, each with file and line; changes nothing.
@@ -227,12 +209,14 @@ pub async fn validate(args: &ValidateArgs, registry: &Registry) -> anyhow::Resul
     for spec in &config.targets {
         let src = spec.source.clone().unwrap_or_else(|| config.source.clone());
         let key = format!("{src:?}");
-        let checkout = checkouts
-            .entry(key)
-            .or_insert_with(|| {
-                source::checkout(&src, None, &config.state_dir).map_err(|e| format!("source: {e}"))
-            })
-            .clone();
+        let checkout = match checkouts.get(&key) {
+            Some(c) => Clone::clone(c),
+            None => {
+                let c = auditor.checkout(&src, None).await;
+                checkouts.insert(key, c.clone());
+                c
+            }
+        };
         let result = validate_target(&auditor, spec, checkout, args.live).await;
         match result {
             Ok(summary) => println!("{}: ok ({summary})", spec.name),
@@ -243,17 +227,10 @@ pub async fn validate(args: &ValidateArgs, registry: &Registry) -> anyhow::Resul
         }
     }
     if problems == 0 {
-        println!(
-            "{}: valid ({} target(s))",
-            config.file.display(),
-            config.targets.len()
-        );
+        println!("{}: valid ({} target(s))", config.file.display(), config.targets.len());
         Ok(0)
     } else {
-        println!(
-            "{problems} of {} target(s) have problems",
-            config.targets.len()
-        );
+        println!("{problems} of {} target(s) have problems", config.targets.len());
         Ok(1)
     }
 }
@@ -289,10 +266,7 @@ async fn validate_target(
     let checkout = checkout?;
     let dir = checkout.root.join(&spec.path);
     if !dir.is_dir() {
-        return Err(format!(
-            "path {} does not exist in the source",
-            spec.path.display()
-        ));
+        return Err(format!("path {} does not exist in the source", spec.path.display()));
     }
     let ctx = plumb_model::Ctx::new(
         spec.name.clone(),
@@ -304,9 +278,7 @@ async fn validate_target(
     let mut ids = std::collections::HashMap::new();
     for r in &desired.resources {
         if let Some(first) = ids.insert(r.id.clone(), r.origin.clone()) {
-            let show = |o: &Option<plumb_model::Origin>| {
-                o.as_ref().map(|o| o.to_string()).unwrap_or_default()
-            };
+            let show = |o: &Option<plumb_model::Origin>| o.as_ref().map(|o| o.to_string()).unwrap_or_default();
             return Err(format!(
                 "duplicate id {}: defined in {} and in {}",
                 r.id,

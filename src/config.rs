@@ -174,9 +174,7 @@ pub struct Config {
 }
 
 /// Label names plumb sets itself on per-target series.
-pub const RESERVED_LABELS: &[&str] = &[
-    "target", "provider", "le", "job", "instance", "action", "result",
-];
+pub const RESERVED_LABELS: &[&str] = &["target", "provider", "le", "job", "instance", "action", "result"];
 
 impl Config {
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
@@ -209,13 +207,7 @@ impl Config {
         } else {
             base
         };
-        let resolve = |p: &Path| {
-            clean(&if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            })
-        };
+        let resolve = |p: &Path| clean(&if p.is_absolute() { p.to_path_buf() } else { base.join(p) });
 
         check_source(&raw.source, "source").map_err(|m| error(line_of(text, "source:", 0), m))?;
         let mut source = raw.source.clone();
@@ -235,24 +227,17 @@ impl Config {
             if !names.insert(target.name.clone()) {
                 return Err(error(
                     target.line,
-                    format!(
-                        "target name {:?} is used twice; names must be unique",
-                        target.name
-                    ),
+                    format!("target name {:?} is used twice; names must be unique", target.name),
                 ));
             }
             if target.path.is_absolute() {
                 return Err(error(
                     target.line,
-                    format!(
-                        "target {}: path must be relative to the source",
-                        target.name
-                    ),
+                    format!("target {}: path must be relative to the source", target.name),
                 ));
             }
             if let Some(src) = &mut target.source {
-                check_source(src, &format!("targets.{}.source", target.name))
-                    .map_err(|m| error(target.line, m))?;
+                check_source(src, &format!("targets.{}.source", target.name)).map_err(|m| error(target.line, m))?;
                 resolve_source(src, &resolve);
             }
             if let Some(policy) = &target.policy {
@@ -262,19 +247,13 @@ impl Config {
                 if RESERVED_LABELS.contains(&label.as_str()) {
                     return Err(error(
                         target.line,
-                        format!(
-                            "target {}: label name {label:?} is reserved by plumb",
-                            target.name
-                        ),
+                        format!("target {}: label name {label:?} is reserved by plumb", target.name),
                     ));
                 }
                 if !is_label_name(label) {
                     return Err(error(
                         target.line,
-                        format!(
-                            "target {}: {label:?} is not a valid Prometheus label name",
-                            target.name
-                        ),
+                        format!("target {}: {label:?} is not a valid Prometheus label name", target.name),
                     ));
                 }
             }
@@ -282,7 +261,10 @@ impl Config {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
                     return Err(error(
                         target.line,
-                        format!("target {}: unknown timezone {tz:?} (use an IANA name such as Europe/Berlin)", target.name),
+                        format!(
+                            "target {}: unknown timezone {tz:?} (use an IANA name such as Europe/Berlin)",
+                            target.name
+                        ),
                     ));
                 }
             }
@@ -297,9 +279,7 @@ impl Config {
             ));
         }
         if history.s3.is_none() {
-            history.dir = Some(resolve(
-                history.dir.as_deref().unwrap_or(Path::new("plumb-history")),
-            ));
+            history.dir = Some(resolve(history.dir.as_deref().unwrap_or(Path::new("plumb-history"))));
         }
         Ok(Config {
             file: file.to_path_buf(),
@@ -341,9 +321,7 @@ fn check_source(source: &SourceSpec, at: &str) -> Result<(), String> {
         (Some(git), None) => {
             if let Some(auth) = &git.auth {
                 if auth.token_env.is_some() && auth.ssh_key_file.is_some() {
-                    return Err(format!(
-                        "{at}.git.auth: give either token_env or ssh_key_file"
-                    ));
+                    return Err(format!("{at}.git.auth: give either token_env or ssh_key_file"));
                 }
             }
             Ok(())
@@ -376,8 +354,7 @@ pub fn clean(path: &Path) -> PathBuf {
         match component {
             Component::CurDir => {}
             Component::ParentDir => {
-                let last_is_normal =
-                    matches!(out.components().next_back(), Some(Component::Normal(_)));
+                let last_is_normal = matches!(out.components().next_back(), Some(Component::Normal(_)));
                 if last_is_normal {
                     out.pop();
                 } else {
@@ -493,10 +470,7 @@ targets:
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let text = GOOD.replace(
-            "    path: apps\n",
-            "    path: apps\n    scheduel: \"* * * * *\"\n",
-        );
+        let text = GOOD.replace("    path: apps\n", "    path: apps\n    scheduel: \"* * * * *\"\n");
         let err = Config::parse(Path::new("plumb.yaml"), &text).unwrap_err();
         assert_eq!(err.line, Some(12), "{err}");
         assert!(err.message.contains("scheduel"), "{err}");

@@ -49,10 +49,7 @@ const FILES: &[(&str, &str)] = &[
         "live/services.json",
         include_str!("../examples/demo/live/services.json"),
     ),
-    (
-        "live/flags.json",
-        include_str!("../examples/demo/live/flags.json"),
-    ),
+    ("live/flags.json", include_str!("../examples/demo/live/flags.json")),
 ];
 
 /// Writes the example below `dir`.
@@ -60,8 +57,7 @@ pub fn unpack(dir: &Path) -> anyhow::Result<()> {
     for (name, text) in FILES {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }

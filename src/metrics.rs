@@ -29,13 +29,12 @@ pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, pro
             .chain(extra.iter().cloned())
             .collect()
     };
-    let gauge =
-        |name: &str, help: &str, labels: &[String]| -> Result<GaugeVec, prometheus::Error> {
-            let names: Vec<&str> = labels.iter().map(String::as_str).collect();
-            let g = GaugeVec::new(Opts::new(name, help), &names)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
+    let gauge = |name: &str, help: &str, labels: &[String]| -> Result<GaugeVec, prometheus::Error> {
+        let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let g = GaugeVec::new(Opts::new(name, help), &names)?;
+        registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    };
     let exit_code = gauge(
         "plumb_plan_exit_code",
         "Exit code of the last plan: 0 in sync, 1 error, 2 drift.",
@@ -87,11 +86,7 @@ pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, pro
         let spec = config.target(&t.name);
         let extra_values: Vec<String> = extra
             .iter()
-            .map(|k| {
-                spec.and_then(|s| s.labels.get(k))
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .map(|k| spec.and_then(|s| s.labels.get(k)).cloned().unwrap_or_default())
             .collect();
         let values = |base: &[&str]| -> Vec<String> {
             base.iter()
@@ -119,11 +114,7 @@ pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, pro
         let st = state.targets.get(&t.name).cloned().unwrap_or_default();
         set(&drift_since, &[&t.name], st.drift_since.unwrap_or(0) as f64);
         set(&last_run, &[&t.name], st.last_run.unwrap_or(0) as f64);
-        set(
-            &last_success,
-            &[&t.name],
-            st.last_success.unwrap_or(0) as f64,
-        );
+        set(&last_success, &[&t.name], st.last_success.unwrap_or(0) as f64);
     }
     source_success
         .with_label_values(&[] as &[&str])
@@ -135,9 +126,7 @@ pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, pro
             plan.source.commit.as_deref().unwrap_or(""),
         ])
         .set(1.0);
-    build_info
-        .with_label_values(&[plan.plumb_version.as_str()])
-        .set(1.0);
+    build_info.with_label_values(&[plan.plumb_version.as_str()]).set(1.0);
 
     let mut buffer = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut buffer)?;
@@ -157,8 +146,7 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

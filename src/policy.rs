@@ -140,9 +140,7 @@ impl CompiledRule {
     /// Whether the rule applies to this resource (paths aside).
     pub fn selects(&self, resource: &Resource, live: Option<&Resource>) -> bool {
         let name = resource.id.rsplit('/').next().unwrap_or(&resource.id);
-        self.kind
-            .as_ref()
-            .is_none_or(|g| g.is_match(&resource.kind))
+        self.kind.as_ref().is_none_or(|g| g.is_match(&resource.kind))
             && self.name.as_ref().is_none_or(|g| g.is_match(name))
             && self.id.as_ref().is_none_or(|g| g.is_match(&resource.id))
             && self.field_manager.as_ref().is_none_or(|manager| {
@@ -179,11 +177,7 @@ impl Policy {
         Ok(compiled)
     }
 
-    pub fn parse(
-        file: &Path,
-        text: &str,
-        tz: chrono_tz::Tz,
-    ) -> Result<CompiledPolicy, PolicyError> {
+    pub fn parse(file: &Path, text: &str, tz: chrono_tz::Tz) -> Result<CompiledPolicy, PolicyError> {
         let err = |line: Option<usize>, message: String| PolicyError {
             file: file.to_path_buf(),
             line,
@@ -204,14 +198,10 @@ impl Policy {
         let mut rules = Vec::new();
         for (index, rule) in policy.ignore.iter().enumerate() {
             let line = rule_line(text, index);
-            rules.push(
-                compile_rule(index, rule, tz)
-                    .map_err(|m| err(line, format!("ignore[{index}]: {m}")))?,
-            );
+            rules.push(compile_rule(index, rule, tz).map_err(|m| err(line, format!("ignore[{index}]: {m}")))?);
         }
         if let Some(suspend) = &policy.suspend {
-            parse_until(&suspend.until, tz)
-                .map_err(|m| err(None, format!("suspend.until: {m}")))?;
+            parse_until(&suspend.until, tz).map_err(|m| err(None, format!("suspend.until: {m}")))?;
         }
         Ok(CompiledPolicy {
             policy,
@@ -238,11 +228,7 @@ impl CompiledPolicy {
     }
 }
 
-fn compile_rule(
-    index: usize,
-    rule: &IgnoreRule,
-    tz: chrono_tz::Tz,
-) -> Result<CompiledRule, String> {
+fn compile_rule(index: usize, rule: &IgnoreRule, tz: chrono_tz::Tz) -> Result<CompiledRule, String> {
     let glob = |pattern: &str, literal_separator: bool| {
         GlobBuilder::new(pattern)
             .literal_separator(literal_separator)
@@ -250,11 +236,7 @@ fn compile_rule(
             .map(|g| g.compile_matcher())
             .map_err(|e| format!("invalid pattern {pattern:?}: {e}"))
     };
-    if rule.kind.is_none()
-        && rule.name.is_none()
-        && rule.id.is_none()
-        && rule.field_manager.is_none()
-    {
+    if rule.kind.is_none() && rule.name.is_none() && rule.id.is_none() && rule.field_manager.is_none() {
         return Err("a rule needs at least one of kind, name, id or field_manager".into());
     }
     let expires_at = match (&rule.reason, &rule.until) {
@@ -337,9 +319,7 @@ mod tests {
     use serde_json::json;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     #[test]
@@ -388,28 +368,14 @@ suspend: { until: 2026-12-24, reason: incident }
         let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
         let compiled = compile_rule(0, &rule, berlin).unwrap();
         // Midnight in Berlin on 2 December is 23:00 UTC on 1 December.
-        assert_eq!(
-            compiled.status(utc("2026-12-01T22:59:00Z")),
-            Some(AckStatus::Expiring)
-        );
-        assert_eq!(
-            compiled.status(utc("2026-12-01T23:00:00Z")),
-            Some(AckStatus::Expired)
-        );
-        assert_eq!(
-            compiled.status(utc("2026-11-01T00:00:00Z")),
-            Some(AckStatus::InForce)
-        );
+        assert_eq!(compiled.status(utc("2026-12-01T22:59:00Z")), Some(AckStatus::Expiring));
+        assert_eq!(compiled.status(utc("2026-12-01T23:00:00Z")), Some(AckStatus::Expired));
+        assert_eq!(compiled.status(utc("2026-11-01T00:00:00Z")), Some(AckStatus::InForce));
     }
 
     #[test]
     fn unknown_key_and_bad_rule_name_their_line() {
-        let err = Policy::parse(
-            Path::new("p.yaml"),
-            "mode: audit\nprun: true\n",
-            chrono_tz::UTC,
-        )
-        .unwrap_err();
+        let err = Policy::parse(Path::new("p.yaml"), "mode: audit\nprun: true\n", chrono_tz::UTC).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert!(err.message.contains("prun"), "{err}");
         let text = "ignore:\n  - kind: A\n  - kind: B\n    until: 2026-01-01\n";

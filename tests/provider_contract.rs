@@ -15,8 +15,8 @@ use plumb::cli::{ApplyArgs, ConfigArg};
 use plumb::config::Config;
 use plumb::registry::Registry;
 use plumb_model::{
-    files, Action, ApplyChange, Authority, ChangeResult, ConfirmedBy, Ctx, Desired, Finding, Live,
-    Outcome, Provider, ProviderError, Resource, Severity, Suspect, Verdict,
+    files, Action, ApplyChange, Authority, ChangeResult, ConfirmedBy, Ctx, Desired, Finding, Live, Outcome, Pair,
+    Provider, ProviderError, Resource, Severity, Suspect, Verdict,
 };
 use serde_json::{json, Value};
 
@@ -59,12 +59,7 @@ fn stores() -> &'static Mutex<BTreeMap<String, Arc<Mutex<Store>>>> {
 }
 
 fn store(name: &str) -> Arc<Mutex<Store>> {
-    stores()
-        .lock()
-        .unwrap()
-        .entry(name.to_string())
-        .or_default()
-        .clone()
+    stores().lock().unwrap().entry(name.to_string()).or_default().clone()
 }
 
 /// The ledger provider: documents `{"id": "<kind>/<name>", ...}`.
@@ -91,9 +86,9 @@ impl Provider for Ledger {
         for file in files::walk(dir, &["json"])? {
             for doc in files::read_documents(root, &file)? {
                 let id = doc.value["id"].as_str().unwrap_or_default().to_string();
-                desired.resources.push(
-                    Resource::new(id.clone(), kind_of(&id), doc.value).with_origin(doc.origin),
-                );
+                desired
+                    .resources
+                    .push(Resource::new(id.clone(), kind_of(&id), doc.value).with_origin(doc.origin));
             }
         }
         Ok(desired)
@@ -102,11 +97,7 @@ impl Provider for Ledger {
     /// Lists only the kinds the desired state uses, once per kind, with a
     /// conditional request answered from the cache when nothing changed.
     async fn live(&self, desired: &Desired, ctx: &Ctx) -> Result<Live, ProviderError> {
-        let mut kinds: BTreeSet<String> = desired
-            .resources
-            .iter()
-            .map(|r| kind_of(&r.id).to_string())
-            .collect();
+        let mut kinds: BTreeSet<String> = desired.resources.iter().map(|r| kind_of(&r.id).to_string()).collect();
         if kinds.is_empty() {
             // Import: no desired state narrows the scope.
             kinds = self
@@ -118,22 +109,19 @@ impl Provider for Ledger {
                 .map(|id| kind_of(id).to_string())
                 .collect();
         }
-        std::fs::create_dir_all(&ctx.cache_dir)
-            .map_err(|e| ProviderError::io(&ctx.cache_dir, e))?;
+        std::fs::create_dir_all(&ctx.cache_dir).map_err(|e| ProviderError::io(&ctx.cache_dir, e))?;
         let mut live = Live::default();
         for kind in &kinds {
             let kind = kind.as_str();
             let cache = ctx.cache_dir.join(format!("{kind}.json"));
-            let cached: Option<(String, Vec<Resource>)> = std::fs::read(&cache)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let cached: Option<(String, Vec<Resource>)> =
+                std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice(&b).ok());
             let items = {
                 let mut s = self.store.lock().unwrap();
                 let etag = s.etag(kind);
                 match cached {
                     Some((tag, items)) if tag == etag => {
-                        s.log
-                            .push(format!("LIST {kind} If-None-Match: {tag} -> 304"));
+                        s.log.push(format!("LIST {kind} If-None-Match: {tag} -> 304"));
                         items
                     }
                     _ => {
@@ -143,8 +131,8 @@ impl Provider for Ledger {
                             .iter()
                             .filter(|(id, _)| kind_of(id) == kind)
                             .map(|(id, (body, generation))| {
-                                let mut r = Resource::new(id.clone(), kind, body.clone())
-                                    .with_authority(Authority::Owned);
+                                let mut r =
+                                    Resource::new(id.clone(), kind, body.clone()).with_authority(Authority::Owned);
                                 r.version = Some(generation.to_string());
                                 r
                             })
@@ -156,7 +144,7 @@ impl Provider for Ledger {
                 }
             };
             for r in &items {
-                if r.body.get("broken").is_some() {
+                if r.body().get("broken").is_some() {
                     live.findings.push(Finding {
                         id: r.id.clone(),
                         kind: kind.to_string(),
@@ -171,10 +159,10 @@ impl Provider for Ledger {
     }
 
     /// The live system fills in `server_default` by itself.
-    fn normalize(&self, desired: Option<&mut Resource>, live: Option<&mut Resource>) {
-        if let (Some(d), Some(l)) = (desired, live) {
-            if d.body.get("server_default").is_none() {
-                if let Some(map) = l.body.as_object_mut() {
+    fn normalize(&self, pair: Pair<'_>) {
+        if let (Some(d), Some(l)) = (pair.desired, pair.live) {
+            if d.get("server_default").is_none() {
+                if let Some(map) = l.as_object_mut() {
                     map.remove("server_default");
                 }
             }
@@ -183,11 +171,7 @@ impl Provider for Ledger {
 
     /// A "dry run": a difference only in `/cosmetic` is one the live system
     /// would not store, so it is dismissed.
-    async fn confirm(
-        &self,
-        suspects: &[Suspect<'_>],
-        _ctx: &Ctx,
-    ) -> Result<Vec<Verdict>, ProviderError> {
+    async fn confirm(&self, suspects: &[Suspect<'_>], _ctx: &Ctx) -> Result<Vec<Verdict>, ProviderError> {
         tokio::task::yield_now().await;
         Ok(suspects
             .iter()
@@ -204,15 +188,8 @@ impl Provider for Ledger {
     }
 
     /// One batch; the `max_deletes` guard refuses the whole plan.
-    async fn apply(
-        &self,
-        changes: &[ApplyChange],
-        ctx: &Ctx,
-    ) -> Result<Vec<ChangeResult>, ProviderError> {
-        let deletes = changes
-            .iter()
-            .filter(|c| c.action == Action::Delete)
-            .count();
+    async fn apply(&self, changes: &[ApplyChange], ctx: &Ctx) -> Result<Vec<ChangeResult>, ProviderError> {
+        let deletes = changes.iter().filter(|c| c.action == Action::Delete).count();
         if let Some(max) = ctx.guards.get("max_deletes").and_then(Value::as_u64) {
             if deletes as u64 > max {
                 return Err(ProviderError::Refused(format!(
@@ -226,7 +203,7 @@ impl Provider for Ledger {
             match (&c.action, &c.desired) {
                 (Action::Create | Action::Update, Some(d)) => {
                     s.log.push(format!("PUT {}", c.id));
-                    s.put(&c.id, d.body.clone());
+                    s.put(&c.id, d.body());
                 }
                 (Action::Delete, _) => {
                     s.log.push(format!("DELETE {}", c.id));
@@ -243,20 +220,12 @@ impl Provider for Ledger {
         Ok(results)
     }
 
-    async fn import(
-        &self,
-        live: &Live,
-        out: &Path,
-        _ctx: &Ctx,
-    ) -> Result<Vec<PathBuf>, ProviderError> {
+    async fn import(&self, live: &Live, out: &Path, _ctx: &Ctx) -> Result<Vec<PathBuf>, ProviderError> {
         let mut written = Vec::new();
         for r in &live.resources {
             let file = out.join(format!("{}.json", r.id.replace('/', "_")));
-            std::fs::write(
-                &file,
-                serde_json::to_vec_pretty(&r.body).unwrap_or_default(),
-            )
-            .map_err(|e| ProviderError::io(&file, e))?;
+            std::fs::write(&file, serde_json::to_vec_pretty(&r.body()).unwrap_or_default())
+                .map_err(|e| ProviderError::io(&file, e))?;
             written.push(file);
         }
         Ok(written)
@@ -275,14 +244,10 @@ fn fixture(name: &str, policy: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     std::fs::create_dir_all(root.join("desired/ledger")).unwrap();
-    let write = |file: &str, doc: Value| {
-        std::fs::write(root.join("desired/ledger").join(file), doc.to_string()).unwrap()
-    };
+    let write =
+        |file: &str, doc: Value| std::fs::write(root.join("desired/ledger").join(file), doc.to_string()).unwrap();
     write("a.json", json!({"id": "acct/alice", "role": "admin"}));
-    write(
-        "b.json",
-        json!({"id": "acct/bob", "role": "dev", "cosmetic": "x"}),
-    );
+    write("b.json", json!({"id": "acct/bob", "role": "dev", "cosmetic": "x"}));
     write("c.json", json!({"id": "acct/carol", "role": "dev"}));
     write("d.json", json!({"id": "acct/dan", "role": "dev"}));
     std::fs::write(root.join("policy.yaml"), policy).unwrap();
@@ -299,10 +264,7 @@ fn fixture(name: &str, policy: &str) -> Fixture {
             "acct/alice",
             json!({"id": "acct/alice", "role": "admin", "server_default": 1}),
         ); // in sync
-        s.put(
-            "acct/bob",
-            json!({"id": "acct/bob", "role": "dev", "cosmetic": "y"}),
-        ); // dismissed
+        s.put("acct/bob", json!({"id": "acct/bob", "role": "dev", "cosmetic": "y"})); // dismissed
         s.put(
             "acct/carol",
             json!({"id": "acct/carol", "role": "owner", "broken": true}),
@@ -330,11 +292,7 @@ async fn engine_uses_scope_cache_confirmation_and_findings_and_never_writes_in_p
     let (plan, _) = auditor.run(&targets, &SourceOverride::default()).await;
     let t = &plan.targets[0];
     assert_eq!(t.error, None);
-    let actions: Vec<(&str, Action)> = t
-        .changes
-        .iter()
-        .map(|c| (c.id.as_str(), c.action))
-        .collect();
+    let actions: Vec<(&str, Action)> = t.changes.iter().map(|c| (c.id.as_str(), c.action)).collect();
     assert_eq!(
         actions,
         vec![
@@ -345,10 +303,7 @@ async fn engine_uses_scope_cache_confirmation_and_findings_and_never_writes_in_p
     );
     // alice in sync after normalisation, bob dismissed by the dry run.
     assert_eq!(t.summary.in_sync, 2);
-    assert!(t
-        .changes
-        .iter()
-        .all(|c| c.confirmed_by == Some(ConfirmedBy::DryRun)));
+    assert!(t.changes.iter().all(|c| c.confirmed_by == Some(ConfirmedBy::DryRun)));
     assert_eq!(t.findings.len(), 1);
     assert_eq!(t.findings[0].id, "acct/carol");
     assert_eq!(plan.exit_code, 2);
@@ -362,10 +317,7 @@ async fn engine_uses_scope_cache_confirmation_and_findings_and_never_writes_in_p
     assert_eq!(again.targets[0].changes.len(), 3);
     let log = f.store.lock().unwrap().log.clone();
     assert!(log[1].contains("-> 304"), "{log:?}");
-    assert!(
-        f.store.lock().unwrap().writes().is_empty(),
-        "plan wrote: {log:?}"
-    );
+    assert!(f.store.lock().unwrap().writes().is_empty(), "plan wrote: {log:?}");
 
     // Every renderer reads it.
     let text = plumb::render::text(&plan, false);
@@ -415,14 +367,8 @@ async fn apply_saved_plan_applies_exactly_it_and_converges() {
     let s = f.store.lock().unwrap();
     let mut writes: Vec<&String> = s.writes();
     writes.sort();
-    assert_eq!(
-        writes,
-        vec!["DELETE acct/erin", "PUT acct/carol", "PUT acct/dan"]
-    );
-    assert!(
-        s.objects.contains_key("other/zed"),
-        "out-of-scope object touched"
-    );
+    assert_eq!(writes, vec!["DELETE acct/erin", "PUT acct/carol", "PUT acct/dan"]);
+    assert!(s.objects.contains_key("other/zed"), "out-of-scope object touched");
 }
 
 #[tokio::test]
@@ -489,9 +435,7 @@ async fn import_then_plan_is_empty() {
     spec.path = PathBuf::from("imported");
     spec.policy = None;
     let checkout = plumb::source::checkout_dir(&f.root.join("desired")).map_err(|e| e.to_string());
-    let run = auditor
-        .run_target(&spec, checkout, chrono::Utc::now())
-        .await;
+    let run = auditor.run_target(&spec, checkout, chrono::Utc::now()).await;
     assert_eq!(run.plan.error, None);
     assert_eq!(run.plan.exit_code, 0, "{:?}", run.plan.changes);
     assert_eq!(run.plan.summary.in_sync, 5);

@@ -11,109 +11,148 @@ use super::path::{key_text, Segment};
 
 /// The paths where `desired` and `live` differ, deepest point of each
 /// difference, in document order.
-pub fn changed_paths(
-    kind: &str,
-    desired: &Value,
-    live: &Value,
-    keys: &[ListKey],
-) -> Vec<Vec<Segment>> {
+pub fn changed_paths(kind: &str, desired: &Value, live: &Value, keys: &[ListKey]) -> Vec<Vec<Segment>> {
     let mut out = Vec::new();
-    let mut path = Vec::new();
-    let mut fields = Vec::new();
-    walk(kind, desired, live, keys, &mut path, &mut fields, &mut out);
+    if desired == live {
+        return out;
+    }
+    let mut walker = Walker {
+        kind,
+        keys,
+        path: Vec::new(),
+        fields: Vec::new(),
+        out: &mut out,
+    };
+    walker.walk(desired, live);
     out
 }
 
-fn walk<'a>(
-    kind: &str,
-    desired: &'a Value,
-    live: &'a Value,
-    keys: &[ListKey],
-    path: &mut Vec<Segment>,
-    fields: &mut Vec<&'a str>,
-    out: &mut Vec<Vec<Segment>>,
-) {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => {
-            for (key, dv) in d {
-                path.push(Segment::Field(key.clone()));
-                match l.get(key) {
-                    Some(lv) => {
-                        fields.push(key.as_str());
-                        walk(kind, dv, lv, keys, path, fields, out);
-                        fields.pop();
-                    }
-                    None => out.push(path.clone()),
-                }
-                path.pop();
-            }
-            for key in l.keys() {
-                if !d.contains_key(key) {
-                    path.push(Segment::Field(key.clone()));
-                    out.push(path.clone());
-                    path.pop();
-                }
-            }
-        }
-        (Value::Array(d), Value::Array(l)) => {
-            let key = keys.iter().find(|k| k.matches(kind, fields));
-            match key.and_then(|k| index_by_key(d, &k.keys).zip(index_by_key(l, &k.keys))) {
-                Some((d_index, l_index)) => {
-                    let live_by_key: HashMap<&Vec<(String, String)>, usize> =
-                        l_index.iter().map(|(k, i)| (k, *i)).collect();
-                    let mut seen = HashSet::new();
-                    for (pairs, di) in &d_index {
-                        path.push(Segment::Keyed(pairs.clone()));
-                        match live_by_key.get(pairs) {
-                            Some(li) => {
-                                seen.insert(pairs);
-                                walk(kind, &d[*di], &l[*li], keys, path, fields, out);
+/// One step of the path being walked, borrowed from the documents so that
+/// equal parts cost no allocation.
+#[derive(Clone)]
+enum Step<'a> {
+    Field(&'a str),
+    Index(usize),
+    Keyed(Vec<(String, String)>),
+}
+
+struct Walker<'a, 'o> {
+    kind: &'a str,
+    keys: &'a [ListKey],
+    path: Vec<Step<'a>>,
+    /// Field names only (array positions left out), for matching list keys.
+    fields: Vec<&'a str>,
+    out: &'o mut Vec<Vec<Segment>>,
+}
+
+impl<'a> Walker<'a, '_> {
+    fn emit(&mut self) {
+        let segments = self
+            .path
+            .iter()
+            .map(|step| match step {
+                Step::Field(name) => Segment::Field((*name).to_string()),
+                Step::Index(i) => Segment::Index(*i),
+                Step::Keyed(pairs) => Segment::Keyed(pairs.clone()),
+            })
+            .collect();
+        self.out.push(segments);
+    }
+
+    fn emit_at(&mut self, step: Step<'a>) {
+        self.path.push(step);
+        self.emit();
+        self.path.pop();
+    }
+
+    fn walk(&mut self, desired: &'a Value, live: &'a Value) {
+        match (desired, live) {
+            (Value::Object(d), Value::Object(l)) => {
+                for (key, dv) in d {
+                    match l.get(key) {
+                        Some(lv) => {
+                            if dv == lv {
+                                continue;
                             }
-                            None => out.push(path.clone()),
+                            self.path.push(Step::Field(key));
+                            self.fields.push(key);
+                            self.walk(dv, lv);
+                            self.fields.pop();
+                            self.path.pop();
                         }
-                        path.pop();
-                    }
-                    for (pairs, _) in &l_index {
-                        if !seen.contains(pairs) {
-                            path.push(Segment::Keyed(pairs.clone()));
-                            out.push(path.clone());
-                            path.pop();
-                        }
+                        None => self.emit_at(Step::Field(key)),
                     }
                 }
-                None => {
-                    for i in 0..d.len().max(l.len()) {
-                        path.push(Segment::Index(i));
-                        match (d.get(i), l.get(i)) {
-                            (Some(dv), Some(lv)) => walk(kind, dv, lv, keys, path, fields, out),
-                            _ => out.push(path.clone()),
-                        }
-                        path.pop();
+                for key in l.keys() {
+                    if !d.contains_key(key) {
+                        self.emit_at(Step::Field(key));
                     }
                 }
             }
-        }
-        (Value::Number(a), Value::Number(b)) => {
-            // 1 and 1.0 are one number to every system plumb audits.
-            let same = a == b || matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y);
-            if !same {
-                out.push(path.clone());
+            (Value::Array(d), Value::Array(l)) => {
+                let key = self.keys.iter().find(|k| k.matches(self.kind, &self.fields));
+                match key.and_then(|k| index_by_key(d, &k.keys).zip(index_by_key(l, &k.keys))) {
+                    Some((d_index, l_index)) => {
+                        let live_by_key: HashMap<&Vec<(String, String)>, usize> =
+                            l_index.iter().map(|(k, i)| (k, *i)).collect();
+                        let mut seen = HashSet::new();
+                        for (pairs, di) in &d_index {
+                            match live_by_key.get(pairs) {
+                                Some(li) => {
+                                    seen.insert(pairs);
+                                    if d[*di] != l[*li] {
+                                        self.path.push(Step::Keyed(pairs.clone()));
+                                        self.walk(&d[*di], &l[*li]);
+                                        self.path.pop();
+                                    }
+                                }
+                                None => self.emit_at(Step::Keyed(pairs.clone())),
+                            }
+                        }
+                        for (pairs, _) in &l_index {
+                            if !seen.contains(pairs) {
+                                self.emit_at(Step::Keyed(pairs.clone()));
+                            }
+                        }
+                    }
+                    None => {
+                        for i in 0..d.len().max(l.len()) {
+                            match (d.get(i), l.get(i)) {
+                                (Some(dv), Some(lv)) => {
+                                    if dv != lv {
+                                        self.path.push(Step::Index(i));
+                                        self.walk(dv, lv);
+                                        self.path.pop();
+                                    }
+                                }
+                                _ => self.emit_at(Step::Index(i)),
+                            }
+                        }
+                    }
+                }
             }
-        }
-        (a, b) => {
-            if a != b {
-                out.push(path.clone());
+            (Value::Number(a), Value::Number(b)) => {
+                // 1 and 1.0 are one number to every system plumb audits.
+                let same = a == b || matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y);
+                if !same {
+                    self.emit();
+                }
+            }
+            (a, b) => {
+                if a != b {
+                    self.emit();
+                }
             }
         }
     }
 }
 
+/// The key of one element of a keyed list: its key fields and their values.
+type ElementKey = Vec<(String, String)>;
+
 /// Each element's key, in order; `None` when some element lacks a key field
 /// or two elements share a key (then the list is compared by position).
-fn index_by_key(
-    items: &[Value],
-    key_fields: &[String],
-) -> Option<Vec<(Vec<(String, String)>, usize)>> {
+fn index_by_key(items: &[Value], key_fields: &[String]) -> Option<Vec<(ElementKey, usize)>> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -178,19 +217,13 @@ mod tests {
     fn added_and_removed_keyed_elements() {
         let desired = json!({"containers": [{"name": "a"}, {"name": "b"}]});
         let live = json!({"containers": [{"name": "a"}, {"name": "c"}]});
-        assert_eq!(
-            paths(desired, live),
-            vec!["/containers[name=b]", "/containers[name=c]"]
-        );
+        assert_eq!(paths(desired, live), vec!["/containers[name=b]", "/containers[name=c]"]);
     }
 
     #[test]
     fn unkeyed_lists_compare_by_position() {
         assert_eq!(
-            paths(
-                json!({"args": ["a", "b"]}),
-                json!({"args": ["a", "c", "d"]})
-            ),
+            paths(json!({"args": ["a", "b"]}), json!({"args": ["a", "c", "d"]})),
             vec!["/args/1", "/args/2"]
         );
     }
@@ -224,13 +257,7 @@ pub fn align(kind: &str, desired: &Value, live: &mut Value, keys: &[ListKey]) {
     align_at(kind, desired, live, keys, &mut fields);
 }
 
-fn align_at(
-    kind: &str,
-    desired: &Value,
-    live: &mut Value,
-    keys: &[ListKey],
-    fields: &mut Vec<String>,
-) {
+fn align_at(kind: &str, desired: &Value, live: &mut Value, keys: &[ListKey], fields: &mut Vec<String>) {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => {
             for (key, dv) in d {
@@ -246,13 +273,10 @@ fn align_at(
             let Some(key) = keys.iter().find(|k| k.matches(kind, &names)) else {
                 return;
             };
-            let (Some(d_index), Some(l_index)) =
-                (index_by_key(d, &key.keys), index_by_key(l, &key.keys))
-            else {
+            let (Some(d_index), Some(l_index)) = (index_by_key(d, &key.keys), index_by_key(l, &key.keys)) else {
                 return;
             };
-            let position: HashMap<&Vec<(String, String)>, usize> =
-                d_index.iter().map(|(k, i)| (k, *i)).collect();
+            let position: HashMap<&Vec<(String, String)>, usize> = d_index.iter().map(|(k, i)| (k, *i)).collect();
             let mut order: Vec<(usize, usize)> = l_index
                 .iter()
                 .map(|(k, li)| (position.get(k).copied().unwrap_or(usize::MAX), *li))
@@ -281,8 +305,7 @@ mod align_tests {
     fn live_keyed_elements_follow_desired_order_extras_last() {
         let keys = vec![ListKey::new("*", "**/ports", &["name"])];
         let desired = json!({"ports": [{"name": "http"}, {"name": "https"}]});
-        let mut live =
-            json!({"ports": [{"name": "debug"}, {"name": "https", "port": 1}, {"name": "http"}]});
+        let mut live = json!({"ports": [{"name": "debug"}, {"name": "https", "port": 1}, {"name": "http"}]});
         align("svc", &desired, &mut live, &keys);
         assert_eq!(
             live,

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use plumb_model::{
-    Action, ChangedBy, ConfirmedBy, Ctx, Desired, Finding, Live, Provider, ProviderError, Resource,
-    Severity, Suspect, Verdict,
+    Action, ChangedBy, ConfirmedBy, Ctx, Desired, Finding, Live, Pair, Provider, ProviderError, Resource, Severity,
+    Suspect, Verdict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -157,19 +157,30 @@ pub struct Outcome {
     pub documents: HashMap<String, (Option<Resource>, Option<Resource>)>,
 }
 
+/// What the engine needs besides the two document sets.
+pub struct Planning<'a> {
+    pub target: &'a str,
+    pub provider_name: &'a str,
+    pub provider: &'a dyn Provider,
+    pub policy: &'a CompiledPolicy,
+    pub masker: &'a Masker,
+    pub ctx: &'a Ctx,
+    /// The instant acknowledgements are judged at.
+    pub now: DateTime<Utc>,
+}
+
 /// Plans one target. `desired` and `live` come straight from the provider;
 /// everything else the engine decides.
-pub async fn plan_target(
-    name: &str,
-    provider_name: &str,
-    provider: &dyn Provider,
-    desired: Desired,
-    live: Live,
-    policy: &CompiledPolicy,
-    masker: &Masker,
-    ctx: &Ctx,
-    now: DateTime<Utc>,
-) -> Result<Outcome, ProviderError> {
+pub async fn plan_target(planning: &Planning<'_>, desired: Desired, live: Live) -> Result<Outcome, ProviderError> {
+    let Planning {
+        target: name,
+        provider_name,
+        provider,
+        policy,
+        masker,
+        ctx,
+        now,
+    } = *planning;
     let keys = provider.list_keys();
     let mut summary = Summary::default();
     let mut findings = desired.findings;
@@ -198,14 +209,9 @@ pub async fn plan_target(
         live_by_id.entry(l.id.clone()).or_insert(l);
     }
 
-    for mut d in desired.resources {
-        let mut l = live_by_id.remove(&d.id);
-        provider.normalize(Some(&mut d), l.as_mut());
-        let rules: Vec<_> = policy
-            .rules
-            .iter()
-            .filter(|r| r.selects(&d, l.as_ref()))
-            .collect();
+    for d in desired.resources {
+        let l = live_by_id.remove(&d.id);
+        let rules: Vec<_> = policy.rules.iter().filter(|r| r.selects(&d, l.as_ref())).collect();
         let active: Vec<&crate::policy::CompiledRule> = rules
             .iter()
             .copied()
@@ -218,11 +224,25 @@ pub async fn plan_target(
                 continue;
             }
             note_expired(&mut acknowledged, &rules, &d.id, &[], now);
-            candidates.push(Candidate::new(Action::Create, Some(d), None, Vec::new()));
+            candidates.push(Candidate::new(provider, Action::Create, Some(d), None, Vec::new()));
             continue;
         };
 
-        let full = diff::changed_paths(&d.kind, &d.body, &l.body, &keys);
+        // The same text on both sides is in sync whatever normalisation
+        // would do: no need to parse (the common case of a large audit).
+        if d.body_json() == l.body_json() {
+            summary.in_sync += 1;
+            continue;
+        }
+        let mut dv = d.body();
+        let mut lv = l.body();
+        provider.normalize(Pair {
+            id: &d.id,
+            kind: &d.kind,
+            desired: Some(&mut dv),
+            live: Some(&mut lv),
+        });
+        let full = diff::changed_paths(&d.kind, &dv, &lv, &keys);
         if full.is_empty() {
             summary.in_sync += 1;
             continue;
@@ -239,11 +259,11 @@ pub async fn plan_target(
             continue;
         }
         let path_rules: Vec<_> = active.iter().filter(|r| !r.whole_resource()).collect();
-        let (shown_desired, shown_live, remaining) = if path_rules.is_empty() {
-            (d.body.clone(), l.body.clone(), full.clone())
+        let (shown, remaining) = if path_rules.is_empty() {
+            (None, full.clone())
         } else {
-            let mut sd = d.body.clone();
-            let mut sl = l.body.clone();
+            let mut sd = dv.clone();
+            let mut sl = lv.clone();
             for rule in &path_rules {
                 for pattern in &rule.paths {
                     path::remove(&mut sd, pattern);
@@ -251,11 +271,10 @@ pub async fn plan_target(
                 }
             }
             let remaining = diff::changed_paths(&d.kind, &sd, &sl, &keys);
-            (sd, sl, remaining)
+            (Some((sd, sl)), remaining)
         };
         let remaining_set: HashSet<&Vec<Segment>> = remaining.iter().collect();
-        let covered: Vec<&Vec<Segment>> =
-            full.iter().filter(|p| !remaining_set.contains(p)).collect();
+        let covered: Vec<&Vec<Segment>> = full.iter().filter(|p| !remaining_set.contains(p)).collect();
         for p in &covered {
             let rule = path_rules
                 .iter()
@@ -270,20 +289,20 @@ pub async fn plan_target(
             summary.in_sync += 1;
             continue;
         }
-        let mut candidate = Candidate::new(Action::Update, Some(d), Some(l), remaining);
-        candidate.shown = Some((shown_desired, shown_live));
-        candidates.push(candidate);
+        candidates.push(Candidate {
+            action: Action::Update,
+            desired: Some(d),
+            live: Some(l),
+            values: (Some(dv), Some(lv)),
+            paths: remaining,
+            shown,
+        });
     }
 
     let mut leftovers: Vec<Resource> = live_by_id.into_values().collect();
     leftovers.sort_by(|a, b| a.id.cmp(&b.id));
-    for mut l in leftovers {
-        provider.normalize(None, Some(&mut l));
-        let rules: Vec<_> = policy
-            .rules
-            .iter()
-            .filter(|r| r.selects(&l, Some(&l)))
-            .collect();
+    for l in leftovers {
+        let rules: Vec<_> = policy.rules.iter().filter(|r| r.selects(&l, Some(&l))).collect();
         if let Some(rule) = rules
             .iter()
             .filter(|r| r.status(now) != Some(AckStatus::Expired))
@@ -294,12 +313,12 @@ pub async fn plan_target(
         }
         note_expired(&mut acknowledged, &rules, &l.id, &[], now);
         if l.authority == plumb_model::Authority::Owned {
-            candidates.push(Candidate::new(Action::Delete, None, Some(l), Vec::new()));
+            candidates.push(Candidate::new(provider, Action::Delete, None, Some(l), Vec::new()));
             continue;
         }
         match policy.policy.unmanaged {
             UnmanagedAs::Drift => {
-                candidates.push(Candidate::new(Action::Unmanaged, None, Some(l), Vec::new()))
+                candidates.push(Candidate::new(provider, Action::Unmanaged, None, Some(l), Vec::new()))
             }
             UnmanagedAs::Finding => findings.push(Finding {
                 id: l.id.clone(),
@@ -403,24 +422,41 @@ pub async fn plan_target(
 
 struct Candidate {
     action: Action,
+    /// The documents as the provider gave them (what apply receives).
     desired: Option<Resource>,
     live: Option<Resource>,
+    /// Both bodies parsed and normalised (what was compared).
+    values: (Option<Value>, Option<Value>),
     paths: Vec<Vec<Segment>>,
-    /// Bodies with ignored paths removed, when any were.
+    /// The normalised bodies with ignored paths removed, when any were.
     shown: Option<(Value, Value)>,
 }
 
 impl Candidate {
+    /// A one-sided change (create, delete, unmanaged): parse and normalise
+    /// the side there is.
     fn new(
+        provider: &dyn Provider,
         action: Action,
         desired: Option<Resource>,
         live: Option<Resource>,
         paths: Vec<Vec<Segment>>,
     ) -> Self {
+        let mut dv = desired.as_ref().map(Resource::body);
+        let mut lv = live.as_ref().map(Resource::body);
+        if let Some(either) = desired.as_ref().or(live.as_ref()) {
+            provider.normalize(Pair {
+                id: &either.id,
+                kind: &either.kind,
+                desired: dv.as_mut(),
+                live: lv.as_mut(),
+            });
+        }
         Candidate {
             action,
             desired,
             live,
+            values: (dv, lv),
             paths,
             shown: None,
         }
@@ -434,36 +470,20 @@ impl Candidate {
             .unwrap_or_default()
     }
 
-    fn to_change(
-        &self,
-        masker: &Masker,
-        confirmed_by: Option<ConfirmedBy>,
-        keys: &[plumb_model::ListKey],
-    ) -> Change {
+    fn to_change(&self, masker: &Masker, confirmed_by: Option<ConfirmedBy>, keys: &[plumb_model::ListKey]) -> Change {
         let either = self.desired.as_ref().or(self.live.as_ref());
-        let masked = |r: Option<&Resource>, shown: Option<&Value>| -> Option<Value> {
-            let r = r?;
-            Some(match shown {
-                Some(body) => masker.masked_body(&Resource {
-                    body: body.clone(),
-                    ..r.clone()
-                }),
-                None => masker.masked_body(r),
-            })
-        };
-        let (shown_desired, shown_live) = match &self.shown {
+        let kind = either.map(|r| r.kind.as_str()).unwrap_or_default();
+        let (desired_value, live_value) = match &self.shown {
             Some((d, l)) => (Some(d), Some(l)),
-            None => (None, None),
+            None => (self.values.0.as_ref(), self.values.1.as_ref()),
         };
-        let desired_shown = masked(self.desired.as_ref(), shown_desired);
-        let mut live_shown = masked(self.live.as_ref(), shown_live);
+        let masked = |value: Option<&Value>, r: Option<&Resource>| -> Option<Value> {
+            Some(masker.masked_value(value?, &r?.sensitive))
+        };
+        let desired_shown = masked(desired_value, self.desired.as_ref());
+        let mut live_shown = masked(live_value, self.live.as_ref());
         if let (Some(d), Some(l)) = (&desired_shown, &mut live_shown) {
-            diff::align(
-                either.map(|r| r.kind.as_str()).unwrap_or_default(),
-                d,
-                l,
-                keys,
-            );
+            diff::align(kind, d, l, keys);
         }
         let desired_text = desired_shown.map(|v| to_yaml(&v)).unwrap_or_default();
         let live_text = live_shown.map(|v| to_yaml(&v)).unwrap_or_default();
@@ -475,7 +495,7 @@ impl Candidate {
             .to_string();
         Change {
             id,
-            kind: either.map(|r| r.kind.clone()).unwrap_or_default(),
+            kind: kind.to_string(),
             action: self.action,
             diff,
             paths: self.paths.iter().map(|p| path::render(p)).collect(),
@@ -486,8 +506,8 @@ impl Candidate {
                 .as_ref()
                 .and_then(|d| d.origin.as_ref())
                 .map(|o| o.to_string()),
-            desired_digest: self.desired.as_ref().map(|d| masker.digest(&d.body)),
-            live_digest: self.live.as_ref().map(|l| masker.digest(&l.body)),
+            desired_digest: self.values.0.as_ref().map(|v| masker.digest(v)),
+            live_digest: self.values.1.as_ref().map(|v| masker.digest(v)),
             live_version: self.live.as_ref().and_then(|l| l.version.clone()),
         }
     }
@@ -505,9 +525,7 @@ fn note_ack(
     paths: Vec<String>,
     now: DateTime<Utc>,
 ) {
-    let (Some(reason), Some(until), Some(status)) =
-        (&rule.reason, &rule.until_text, rule.status(now))
-    else {
+    let (Some(reason), Some(until), Some(status)) = (&rule.reason, &rule.until_text, rule.status(now)) else {
         return; // a standing ignore is not listed
     };
     if let Some(existing) = acknowledged
@@ -539,10 +557,7 @@ fn note_expired(
     full: &[Vec<Segment>],
     now: DateTime<Utc>,
 ) {
-    for rule in rules
-        .iter()
-        .filter(|r| r.status(now) == Some(AckStatus::Expired))
-    {
+    for rule in rules.iter().filter(|r| r.status(now) == Some(AckStatus::Expired)) {
         let paths: Vec<String> = if rule.whole_resource() {
             vec!["/".into()]
         } else {
@@ -580,11 +595,7 @@ mod tests {
         async fn live(&self, _: &Desired, _: &Ctx) -> Result<Live, ProviderError> {
             Ok(Live::default())
         }
-        async fn apply(
-            &self,
-            _: &[ApplyChange],
-            _: &Ctx,
-        ) -> Result<Vec<ChangeResult>, ProviderError> {
+        async fn apply(&self, _: &[ApplyChange], _: &Ctx) -> Result<Vec<ChangeResult>, ProviderError> {
             Ok(Vec::new())
         }
         async fn import(&self, _: &Live, _: &Path, _: &Ctx) -> Result<Vec<PathBuf>, ProviderError> {
@@ -602,12 +613,22 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    fn planning<'a>(policy: &'a CompiledPolicy, masker: &'a Masker, ctx: &'a Ctx) -> Planning<'a> {
+        Planning {
+            target: "t",
+            provider_name: "plain",
+            provider: &Plain,
+            policy,
+            masker,
+            ctx,
+            now: now(),
+        }
+    }
+
     async fn run(desired: Vec<Resource>, live: Vec<Resource>, policy: &str) -> TargetPlan {
         let policy = Policy::parse(Path::new("p.yaml"), policy, chrono_tz::UTC).unwrap();
         let outcome = plan_target(
-            "t",
-            "plain",
-            &Plain,
+            &planning(&policy, &Masker::with_key(b"k"), &Ctx::new("t", "/tmp")),
             Desired {
                 resources: desired,
                 findings: Vec::new(),
@@ -616,10 +637,6 @@ mod tests {
                 resources: live,
                 findings: Vec::new(),
             },
-            &policy,
-            &Masker::with_key(b"k"),
-            &Ctx::new("t", "/tmp"),
-            now(),
         )
         .await
         .unwrap();
@@ -640,11 +657,7 @@ mod tests {
             doc("a/foreign-extra", json!({})),
         ];
         let plan = run(desired, live, "").await;
-        let actions: Vec<(String, Action)> = plan
-            .changes
-            .iter()
-            .map(|c| (c.id.clone(), c.action))
-            .collect();
+        let actions: Vec<(String, Action)> = plan.changes.iter().map(|c| (c.id.clone(), c.action)).collect();
         assert_eq!(
             actions,
             vec![
@@ -677,12 +690,7 @@ mod tests {
     #[tokio::test]
     async fn unmanaged_policy_finding_and_ignore_do_not_drift() {
         let live = vec![doc("a/extra", json!({}))];
-        let as_finding = run(
-            Vec::new(),
-            live.clone(),
-            "unmanaged: finding\nseverity: critical\n",
-        )
-        .await;
+        let as_finding = run(Vec::new(), live.clone(), "unmanaged: finding\nseverity: critical\n").await;
         assert_eq!(as_finding.exit_code, 0);
         assert_eq!(as_finding.findings.len(), 1);
         assert_eq!(as_finding.findings[0].severity, Severity::Critical);
@@ -709,11 +717,7 @@ mod tests {
         .await;
         assert_eq!(plan.changes.len(), 1);
         assert_eq!(plan.changes[0].paths, vec!["/image"]);
-        assert!(
-            !plan.changes[0].diff.contains("replicas"),
-            "{}",
-            plan.changes[0].diff
-        );
+        assert!(!plan.changes[0].diff.contains("replicas"), "{}", plan.changes[0].diff);
         // A standing ignore is not an acknowledgement.
         assert!(plan.acknowledged.is_empty());
     }
@@ -764,26 +768,17 @@ mod tests {
         ];
         let policy = CompiledPolicy::audit_only();
         let err = plan_target(
-            "t",
-            "plain",
-            &Plain,
+            &planning(&policy, &Masker::with_key(b"k"), &Ctx::new("t", "/tmp")),
             Desired {
                 resources: desired,
                 findings: Vec::new(),
             },
             Live::default(),
-            &policy,
-            &Masker::with_key(b"k"),
-            &Ctx::new("t", "/tmp"),
-            now(),
         )
         .await
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("f.yaml:1") && err.contains("f.yaml:9"),
-            "{err}"
-        );
+        assert!(err.contains("f.yaml:1") && err.contains("f.yaml:9"), "{err}");
     }
 
     #[tokio::test]
@@ -794,10 +789,7 @@ mod tests {
         l.sensitive = d.sensitive.clone();
         let plan = run(vec![d], vec![l], "").await;
         let json = serde_json::to_string(&plan).unwrap();
-        assert!(
-            !json.contains("new-secret") && !json.contains("old-secret"),
-            "{json}"
-        );
+        assert!(!json.contains("new-secret") && !json.contains("old-secret"), "{json}");
         assert_eq!(plan.changes[0].paths, vec!["/token"]);
         assert!(plan.changes[0].diff.contains("hmac-sha256:"));
     }

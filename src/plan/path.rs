@@ -74,9 +74,7 @@ pub fn parse(path: &str) -> Result<Vec<Segment>, String> {
             let mut pairs = Vec::new();
             for pair in keyed.split(',') {
                 let Some((key, value)) = pair.split_once('=') else {
-                    return Err(format!(
-                        "path {path:?}: expected key=value inside [...], got {pair:?}"
-                    ));
+                    return Err(format!("path {path:?}: expected key=value inside [...], got {pair:?}"));
                 };
                 pairs.push((key.trim().to_string(), value.trim().to_string()));
             }
@@ -113,12 +111,9 @@ pub fn key_text(value: &Value) -> Option<String> {
 
 /// Whether array element `element` is the one `pairs` names.
 pub fn element_has_key(element: &Value, pairs: &[(String, String)]) -> bool {
-    pairs.iter().all(|(key, value)| {
-        element
-            .get(key)
-            .and_then(key_text)
-            .is_some_and(|v| &v == value)
-    })
+    pairs
+        .iter()
+        .all(|(key, value)| element.get(key).and_then(key_text).is_some_and(|v| &v == value))
 }
 
 /// Removes everything `pattern` names from `value`. Used to drop ignored
@@ -210,8 +205,7 @@ mod tests {
 
     #[test]
     fn renders_and_parses_keyed_paths() {
-        let path =
-            "/spec/template/spec/containers[name=web]/ports[containerPort=80,protocol=TCP]/name";
+        let path = "/spec/template/spec/containers[name=web]/ports[containerPort=80,protocol=TCP]/name";
         let segments = parse(path).unwrap();
         assert_eq!(segments.len(), 8);
         assert_eq!(render(&segments), path);
@@ -233,10 +227,7 @@ mod tests {
         let star = parse("/spec/*/image").unwrap();
         assert!(covers(&star, &parse("/spec/containers/image").unwrap()));
         let keyed = parse("/containers/*/image").unwrap();
-        assert!(covers(
-            &keyed,
-            &parse("/containers[name=web]/image").unwrap()
-        ));
+        assert!(covers(&keyed, &parse("/containers[name=web]/image").unwrap()));
         assert!(covers(
             &parse("/items/0").unwrap(),
             &[Segment::Field("items".into()), Segment::Index(0)]

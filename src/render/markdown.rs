@@ -33,9 +33,7 @@ pub fn markdown(plan: &Plan) -> String {
             .map(|c| format!(" (`{}`)", &c[..c.len().min(12)]))
             .unwrap_or_default()
     );
-    head.push_str(
-        "| target | provider | status | create | update | delete | unmanaged | findings |\n",
-    );
+    head.push_str("| target | provider | status | create | update | delete | unmanaged | findings |\n");
     head.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
     let mut total = crate::plan::Summary::default();
     for t in &plan.targets {
@@ -90,37 +88,21 @@ pub fn markdown(plan: &Plan) -> String {
                     s,
                     "Last changed by `{}`{}\n",
                     by.who,
-                    by.when
-                        .as_deref()
-                        .map(|w| format!(" at {w}"))
-                        .unwrap_or_default()
+                    by.when.as_deref().map(|w| format!(" at {w}")).unwrap_or_default()
                 );
             }
             if !c.paths.is_empty() {
                 let _ = writeln!(
                     s,
                     "Paths: {}\n",
-                    c.paths
-                        .iter()
-                        .map(|p| format!("`{p}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    c.paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
                 );
             }
-            let _ = write!(
-                s,
-                "```diff\n{}```\n</details>\n",
-                c.diff.replace("```", "'''")
-            );
+            let _ = write!(s, "```diff\n{}```\n</details>\n", c.diff.replace("```", "'''"));
             sections.push(s);
         }
         for f in &t.findings {
-            sections.push(format!(
-                "- **{}** `{}`: {}\n",
-                f.severity,
-                f.id,
-                escape(&f.message)
-            ));
+            sections.push(format!("- **{}** `{}`: {}\n", f.severity, f.id, escape(&f.message)));
         }
         for a in &t.acknowledged {
             sections.push(format!(
@@ -137,7 +119,7 @@ pub fn markdown(plan: &Plan) -> String {
     let budget = MARKDOWN_LIMIT - RESERVE;
     let mut cut = 0;
     for s in &sections {
-        if cut == 0 && out.chars().count() + s.chars().count() + 1 <= budget {
+        if cut == 0 && out.chars().count() + s.chars().count() < budget {
             out.push_str(s);
             out.push('\n');
         } else {
@@ -158,7 +140,5 @@ fn escape(text: &str) -> String {
 }
 
 fn html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

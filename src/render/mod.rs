@@ -27,8 +27,7 @@ pub fn render(plan: &Plan, format: Format, color: bool) -> String {
 }
 
 pub fn json(plan: &Plan) -> String {
-    let mut out =
-        serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut out = serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     out.push('\n');
     out
 }

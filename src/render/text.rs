@@ -88,12 +88,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
             s.in_sync, s.create, s.update, s.delete, s.unmanaged
         );
         if let Some(own) = &target.source {
-            let _ = writeln!(
-                out,
-                "  source: {} @ {}",
-                own.url,
-                own.commit.as_deref().unwrap_or("-")
-            );
+            let _ = writeln!(out, "  source: {} @ {}", own.url, own.commit.as_deref().unwrap_or("-"));
         }
         for change in &target.changes {
             let mark = marker(change.action);
@@ -135,11 +130,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
             }
         }
         for finding in &target.findings {
-            let _ = writeln!(
-                out,
-                "  ! [{}] {}: {}",
-                finding.severity, finding.id, finding.message
-            );
+            let _ = writeln!(out, "  ! [{}] {}: {}", finding.severity, finding.id, finding.message);
         }
         for ack in &target.acknowledged {
             let status = match ack.status {

@@ -57,11 +57,7 @@ pub enum SourceError {
 /// Makes the desired state of `spec` available on disk. `reference`
 /// overrides the configured Git ref (`plan --ref`); it is ignored for a
 /// plain directory.
-pub fn checkout(
-    spec: &SourceSpec,
-    reference: Option<&str>,
-    state_dir: &Path,
-) -> Result<Checkout, SourceError> {
+pub fn checkout(spec: &SourceSpec, reference: Option<&str>, state_dir: &Path) -> Result<Checkout, SourceError> {
     match (&spec.git, &spec.dir) {
         (Some(git), _) => git::checkout(git, reference.unwrap_or(&git.reference), state_dir),
         (None, Some(dir)) => checkout_dir(dir),
@@ -92,18 +88,7 @@ pub fn checkout_dir(dir: &Path) -> Result<Checkout, SourceError> {
     })
 }
 
-/// A URL with any user name and password removed, safe for plans and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let host_start = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_start].rfind('@') {
-        Some(at) => format!("{}://{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
+pub use git::redact_url;
 
 #[cfg(test)]
 mod tests {
@@ -119,10 +104,7 @@ mod tests {
             redact_url("https://git.example.com/a@b.git"),
             "https://git.example.com/a@b.git"
         );
-        assert_eq!(
-            redact_url("git@github.com:acme/ops.git"),
-            "git@github.com:acme/ops.git"
-        );
+        assert_eq!(redact_url("git@github.com:acme/ops.git"), "git@github.com:acme/ops.git");
     }
 
     #[test]

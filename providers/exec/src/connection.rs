@@ -97,8 +97,7 @@ impl Connection {
                 )))
             }
         }
-        let raw: Raw =
-            serde_json::from_value(connection.clone()).map_err(|e| config(e.to_string()))?;
+        let raw: Raw = serde_json::from_value(connection.clone()).map_err(|e| config(e.to_string()))?;
 
         let command = argv("command", &raw.command)?;
         let apply_command = raw
@@ -144,9 +143,7 @@ impl Connection {
                 return Err(config(format!("list_keys[{index}].path must name a list")));
             }
             if key.keys.is_empty() || key.keys.iter().any(|k| k.is_empty()) {
-                return Err(config(format!(
-                    "list_keys[{index}].keys must name at least one field"
-                )));
+                return Err(config(format!("list_keys[{index}].keys must name at least one field")));
             }
             list_keys.push(ListKey {
                 kind: key.kind,
@@ -206,9 +203,7 @@ fn parse_timeout(value: &Value) -> Result<Duration, ProviderError> {
         Value::String(text) => humantime::parse_duration(text.trim())
             .map_err(|e| config(format!("timeout: invalid duration {text:?}: {e}")))?,
         Value::Number(n) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
-                Duration::from_secs_f64(secs)
-            }
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
             _ => return Err(config(format!("timeout: invalid number of seconds {n}"))),
         },
         other => {
@@ -281,18 +276,12 @@ mod tests {
         for (connection, needle) in [
             (json!({"command": "ls -l"}), "command: expected a list"),
             (json!({"command": []}), "command: the list is empty"),
-            (
-                json!({"command": ["x"], "apply_command": [{}]}),
-                "apply_command[0]",
-            ),
+            (json!({"command": ["x"], "apply_command": [{}]}), "apply_command[0]"),
             (
                 json!({"command": ["x"], "timeout": "soon"}),
                 "timeout: invalid duration",
             ),
-            (
-                json!({"command": ["x"], "timeout": "0s"}),
-                "timeout: must be greater",
-            ),
+            (json!({"command": ["x"], "timeout": "0s"}), "timeout: must be greater"),
             (json!({"command": ["x"], "env": {"A": [1]}}), "env.A"),
             (
                 json!({"command": ["x"], "sensitive_paths": ["password"]}),

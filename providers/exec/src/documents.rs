@@ -23,10 +23,7 @@ pub const DEFAULT_KIND: &str = "document";
 fn kind_of(id: &str, doc: &Map<String, Value>) -> Result<String, String> {
     match doc.get("kind") {
         Some(Value::String(kind)) if !kind.is_empty() => Ok(kind.clone()),
-        Some(other) => Err(format!(
-            "`kind` must be a non-empty string, got {}",
-            type_name(other)
-        )),
+        Some(other) => Err(format!("`kind` must be a non-empty string, got {}", type_name(other))),
         None => Ok(match id.split_once('/') {
             Some((first, _)) if !first.is_empty() => first.to_string(),
             _ => DEFAULT_KIND.to_string(),
@@ -36,10 +33,7 @@ fn kind_of(id: &str, doc: &Map<String, Value>) -> Result<String, String> {
 
 /// Checks the common form and builds the resource, handing back the
 /// `$meta` mapping it took out of the body (empty when there was none).
-fn to_resource(
-    value: Value,
-    sensitive: &[String],
-) -> Result<(Resource, Map<String, Value>), String> {
+fn to_resource(value: Value, sensitive: &[String]) -> Result<(Resource, Map<String, Value>), String> {
     let Value::Object(mut doc) = value else {
         return Err(format!(
             "a document must be a mapping with a string `id`, got {}",
@@ -50,9 +44,7 @@ fn to_resource(
         Some(Value::String(id)) if !id.trim().is_empty() => id.clone(),
         Some(Value::String(_)) => return Err("`id` is empty".to_string()),
         Some(other) => return Err(format!("`id` must be a string, got {}", type_name(other))),
-        None => {
-            return Err("the document has no `id` (every document needs a string `id`)".to_string())
-        }
+        None => return Err("the document has no `id` (every document needs a string `id`)".to_string()),
     };
     let kind = kind_of(&id, &doc)?;
     // Taken out before the body is built; the caller decides whether it is
@@ -60,12 +52,7 @@ fn to_resource(
     let meta = match doc.shift_remove(META_KEY) {
         Some(Value::Object(meta)) => meta,
         Some(Value::Null) | None => Map::new(),
-        Some(other) => {
-            return Err(format!(
-                "`{META_KEY}` must be a mapping, got {}",
-                type_name(&other)
-            ))
-        }
+        Some(other) => return Err(format!("`{META_KEY}` must be a mapping, got {}", type_name(&other))),
     };
     let mut resource = Resource::new(id, kind, Value::Object(doc));
     if !sensitive.is_empty() {
@@ -82,11 +69,7 @@ pub struct Shape<'a> {
 }
 
 /// Reads every `.yaml`, `.yml` and `.json` file below `dir`.
-pub fn read_desired(
-    root: &Path,
-    dir: &Path,
-    shape: Shape<'_>,
-) -> Result<Vec<Resource>, ProviderError> {
+pub fn read_desired(root: &Path, dir: &Path, shape: Shape<'_>) -> Result<Vec<Resource>, ProviderError> {
     let mut resources = Vec::new();
     let mut seen: HashMap<String, Origin> = HashMap::new();
     for path in files::walk(dir, &["yaml", "yml", "json"])? {
@@ -209,15 +192,10 @@ pub fn parse_live(stdout: &[u8], shape: Shape<'_>) -> Result<Vec<Resource>, Stri
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.into_iter().enumerate() {
         let n = index + 1;
-        let (mut resource, meta) =
-            to_resource(item, shape.sensitive).map_err(|m| format!("document {n}: {m}"))?;
-        apply_meta(&mut resource, meta)
-            .map_err(|m| format!("document {n} ({}): {m}", resource.id))?;
+        let (mut resource, meta) = to_resource(item, shape.sensitive).map_err(|m| format!("document {n}: {m}"))?;
+        apply_meta(&mut resource, meta).map_err(|m| format!("document {n} ({}): {m}", resource.id))?;
         if let Some(first) = seen.insert(resource.id.clone(), n) {
-            return Err(format!(
-                "printed id {} twice (documents {first} and {n})",
-                resource.id
-            ));
+            return Err(format!("printed id {} twice (documents {first} and {n})", resource.id));
         }
         resource.authority = shape.authority;
         resources.push(resource);
@@ -243,11 +221,7 @@ fn apply_meta(resource: &mut Resource, mut meta: Map<String, Value>) -> Result<(
         Some(Value::Object(mut by)) => {
             let who = match by.shift_remove("who") {
                 Some(Value::String(who)) if !who.is_empty() => who,
-                _ => {
-                    return Err(format!(
-                        "`{META_KEY}.changed_by.who` must be a non-empty string"
-                    ))
-                }
+                _ => return Err(format!("`{META_KEY}.changed_by.who` must be a non-empty string")),
             };
             let when = match by.shift_remove("when") {
                 None | Some(Value::Null) => None,
@@ -274,9 +248,7 @@ fn apply_meta(resource: &mut Resource, mut meta: Map<String, Value>) -> Result<(
         }
     }
     if let Some(key) = meta.keys().next() {
-        return Err(format!(
-            "unknown key `{META_KEY}.{key}` (expected version, changed_by)"
-        ));
+        return Err(format!("unknown key `{META_KEY}.{key}` (expected version, changed_by)"));
     }
     Ok(())
 }
@@ -308,7 +280,7 @@ mod tests {
         let kinds: Vec<_> = live.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds, vec!["user", "document", "Thing", "document"]);
         // The body is the whole document, id included.
-        assert_eq!(live[2].body, json!({"id": "x/y", "kind": "Thing"}));
+        assert_eq!(live[2].body(), json!({"id": "x/y", "kind": "Thing"}));
     }
 
     #[test]
@@ -318,7 +290,7 @@ mod tests {
             PLAIN,
         )
         .unwrap();
-        assert_eq!(live[0].body, json!({"id": "a", "x": 1}));
+        assert_eq!(live[0].body(), json!({"id": "a", "x": 1}));
         assert_eq!(live[0].version.as_deref(), Some("7"));
         assert_eq!(
             live[0].changed_by,
@@ -348,19 +320,12 @@ mod tests {
                 b"[{\"id\": \"a\", \"$meta\": {\"vrsion\": \"1\"}}]",
                 "unknown key `$meta.vrsion`",
             ),
-            (
-                b"[{\"id\": \"a\", \"$meta\": {\"changed_by\": {}}}]",
-                "changed_by.who",
-            ),
+            (b"[{\"id\": \"a\", \"$meta\": {\"changed_by\": {}}}]", "changed_by.who"),
             (b"[{\"id\": \"a\", \"kind\": 3}]", "`kind` must be"),
             (b"[\n{\"id\": \"a\",}\n]", "line 2, column"),
         ] {
             let err = parse_live(out, PLAIN).unwrap_err();
-            assert!(
-                err.contains(needle),
-                "{}: {err}",
-                String::from_utf8_lossy(out)
-            );
+            assert!(err.contains(needle), "{}: {err}", String::from_utf8_lossy(out));
         }
     }
 

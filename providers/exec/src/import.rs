@@ -81,8 +81,7 @@ impl Layout {
     }
 
     fn claim(&mut self, path: &std::path::Path) -> bool {
-        self.used
-            .insert(path.to_string_lossy().to_ascii_lowercase())
+        self.used.insert(path.to_string_lossy().to_ascii_lowercase())
     }
 }
 

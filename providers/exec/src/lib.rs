@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use plumb_model::{
-    Action, ApplyChange, Authority, ChangeResult, Ctx, Desired, ListKey, Live, Outcome, Provider,
-    ProviderError, Resource,
+    Action, ApplyChange, Authority, ChangeResult, Ctx, Desired, ListKey, Live, Outcome, Provider, ProviderError,
+    Resource,
 };
 use serde_json::{json, Value};
 
@@ -98,8 +98,8 @@ impl ExecProvider {
         let payload = json!({
             "id": change.id,
             "action": change.action,
-            "desired": change.desired.as_ref().map(|r| &r.body),
-            "live": change.live.as_ref().map(|r| &r.body),
+            "desired": change.desired.as_ref().map(Resource::body),
+            "live": change.live.as_ref().map(Resource::body),
             "live_version": change.live.as_ref().and_then(|r| r.version.as_deref()),
             "target": ctx.target,
             "commit": ctx.commit,
@@ -169,9 +169,7 @@ fn exit_text(status: std::process::ExitStatus) -> String {
 /// bug upstream, not something to guess about.
 fn refusal(change: &ApplyChange) -> Option<String> {
     match change.action {
-        Action::Unmanaged => {
-            Some("unmanaged objects are only reported; the exec provider never changes them".into())
-        }
+        Action::Unmanaged => Some("unmanaged objects are only reported; the exec provider never changes them".into()),
         Action::Create | Action::Update if change.desired.is_none() => {
             Some(format!("{} without a desired document", change.action))
         }
@@ -236,13 +234,12 @@ impl Provider for ExecProvider {
         if !stderr.is_empty() {
             tracing::debug!(target_name = %ctx.target, %command, %stderr, "exec live command wrote to stderr");
         }
-        let resources = documents::parse_live(&done.stdout, self.shape()).map_err(|message| {
-            ProviderError::Command {
+        let resources =
+            documents::parse_live(&done.stdout, self.shape()).map_err(|message| ProviderError::Command {
                 command: command.clone(),
                 message,
                 stderr,
-            }
-        })?;
+            })?;
         tracing::debug!(target_name = %ctx.target, count = resources.len(), "read exec live state");
         Ok(Live {
             resources,
@@ -250,11 +247,7 @@ impl Provider for ExecProvider {
         })
     }
 
-    async fn apply(
-        &self,
-        changes: &[ApplyChange],
-        ctx: &Ctx,
-    ) -> Result<Vec<ChangeResult>, ProviderError> {
+    async fn apply(&self, changes: &[ApplyChange], ctx: &Ctx) -> Result<Vec<ChangeResult>, ProviderError> {
         let Some(argv) = &self.connection.apply_command else {
             return Err(ProviderError::Refused(
                 "exec target has no connection.apply_command; it can only be audited".into(),
@@ -286,12 +279,7 @@ impl Provider for ExecProvider {
         Ok(results)
     }
 
-    async fn import(
-        &self,
-        live: &Live,
-        out: &Path,
-        _ctx: &Ctx,
-    ) -> Result<Vec<PathBuf>, ProviderError> {
+    async fn import(&self, live: &Live, out: &Path, _ctx: &Ctx) -> Result<Vec<PathBuf>, ProviderError> {
         let mut layout = import::Layout::default();
         let mut written = Vec::with_capacity(live.resources.len());
         for resource in &live.resources {
@@ -315,7 +303,7 @@ impl Provider for ExecProvider {
 /// The YAML of one imported document: its body, which never holds `$meta`
 /// (that was moved onto the resource when the command's output was read).
 fn import_text(resource: &Resource) -> Result<String, ProviderError> {
-    let mut body = resource.body.clone();
+    let mut body = resource.body();
     if let Value::Object(map) = &mut body {
         map.shift_remove(documents::META_KEY);
     }

@@ -82,11 +82,7 @@ pub async fn run(inv: &Invocation<'_>, stdin: Option<&[u8]>) -> Result<Finished,
         .args(args)
         .envs(inv.env)
         .envs(inv.extra_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -119,17 +115,9 @@ pub async fn run(inv: &Invocation<'_>, stdin: Option<&[u8]>) -> Result<Finished,
             }
             Ok::<(), std::io::Error>(())
         };
-        let ((), status, stdout, stderr) = tokio::try_join!(
-            write,
-            child.wait(),
-            read_capped(stdout_pipe),
-            read_tail(stderr_pipe)
-        )?;
-        Ok::<_, std::io::Error>(Finished {
-            status,
-            stdout,
-            stderr,
-        })
+        let ((), status, stdout, stderr) =
+            tokio::try_join!(write, child.wait(), read_capped(stdout_pipe), read_tail(stderr_pipe))?;
+        Ok::<_, std::io::Error>(Finished { status, stdout, stderr })
     };
     let result = tokio::time::timeout(inv.timeout, work).await;
     match result {
@@ -157,10 +145,7 @@ pub async fn run(inv: &Invocation<'_>, stdin: Option<&[u8]>) -> Result<Finished,
 
 async fn reap(child: &mut tokio::process::Child) {
     let _ = child.start_kill();
-    if tokio::time::timeout(REAP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(REAP_GRACE, child.wait()).await.is_err() {
         tracing::warn!(pid = ?child.id(), "killed plugin command did not exit; leaving it to the reaper");
     }
 }
@@ -286,10 +271,7 @@ mod tests {
             "two words".to_string(),
             "it's".to_string(),
         ];
-        assert_eq!(
-            command_line(&argv),
-            r"./list.sh --org=acme 'two words' 'it'\''s'"
-        );
+        assert_eq!(command_line(&argv), r"./list.sh --org=acme 'two words' 'it'\''s'");
     }
 
     #[test]

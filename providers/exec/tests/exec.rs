@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use plumb_exec::{build, ExecProvider, NAME};
 use plumb_model::{
-    Action, ApplyChange, Authority, ChangedBy, Ctx, Desired, ListKey, Outcome, Provider,
-    ProviderError, Resource, Sensitivity,
+    Action, ApplyChange, Authority, ChangedBy, Ctx, Desired, ListKey, Outcome, Provider, ProviderError, Resource,
+    Sensitivity,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -78,10 +78,7 @@ fn list_keys_come_from_the_connection() {
         "command": ["x"],
         "list_keys": [{"kind": "team", "path": "/members", "keys": ["login"]}]
     }));
-    assert_eq!(
-        p.list_keys(),
-        vec![ListKey::new("team", "/members", &["login"])]
-    );
+    assert_eq!(p.list_keys(), vec![ListKey::new("team", "/members", &["login"])]);
     assert!(provider(json!({"command": ["x"]})).list_keys().is_empty());
 }
 
@@ -115,7 +112,7 @@ EOF"#,
     let alice = &live[0];
     assert_eq!(alice.id, "user/alice");
     assert_eq!(alice.kind, "user");
-    assert_eq!(alice.body, json!({"id": "user/alice", "role": "admin"}));
+    assert_eq!(alice.body(), json!({"id": "user/alice", "role": "admin"}));
     assert_eq!(alice.version.as_deref(), Some("v7"));
     assert_eq!(
         alice.changed_by,
@@ -129,11 +126,11 @@ EOF"#,
 
     let config = &live[1];
     assert_eq!(config.kind, "settings");
-    assert_eq!(config.body["region"], "eu-west-1");
-    assert_eq!(config.body["target"], "plugins");
-    assert_eq!(config.body["commit"], "0123abcd");
-    assert_eq!(config.body["arg"], "two words");
-    let cwd = PathBuf::from(config.body["cwd"].as_str().unwrap());
+    assert_eq!(config.body()["region"], "eu-west-1");
+    assert_eq!(config.body()["target"], "plugins");
+    assert_eq!(config.body()["commit"], "0123abcd");
+    assert_eq!(config.body()["arg"], "two words");
+    let cwd = PathBuf::from(config.body()["cwd"].as_str().unwrap());
     assert_eq!(cwd.canonicalize().unwrap(), work.canonicalize().unwrap());
 }
 
@@ -163,11 +160,7 @@ fn which(program: &str) -> PathBuf {
 #[tokio::test]
 async fn authoritative_and_sensitive_paths_mark_every_document() {
     let tmp = TempDir::new().unwrap();
-    let list = script(
-        tmp.path(),
-        "list.sh",
-        r#"echo '[{"id": "a", "password": "x"}]'"#,
-    );
+    let list = script(tmp.path(), "list.sh", r#"echo '[{"id": "a", "password": "x"}]'"#);
     write(tmp.path(), "desired/a.yaml", "id: a\npassword: y\n");
     let p = provider(json!({
         "command": ["bash", list],
@@ -203,9 +196,7 @@ async fn nonzero_exit_quotes_command_and_stderr() {
         "fail.sh",
         "for i in $(seq 1 40); do echo \"noise $i\" >&2; done\necho 'cannot reach api.example.com: connection refused' >&2\nexit 3",
     );
-    let err = live_of(json!({"command": ["bash", &list]}))
-        .await
-        .unwrap_err();
+    let err = live_of(json!({"command": ["bash", &list]})).await.unwrap_err();
     let ProviderError::Command {
         command,
         message,
@@ -235,9 +226,7 @@ async fn invalid_json_names_command_position_and_stderr() {
         "bad.sh",
         "echo 'warning: token expires soon' >&2\nprintf '[\\n  {\"id\": \"a\"},\\n  {\"id\": oops}\\n]\\n'",
     );
-    let err = live_of(json!({"command": ["bash", list]}))
-        .await
-        .unwrap_err();
+    let err = live_of(json!({"command": ["bash", list]})).await.unwrap_err();
     let ProviderError::Command {
         command,
         message,
@@ -255,11 +244,7 @@ async fn invalid_json_names_command_position_and_stderr() {
 #[tokio::test]
 async fn live_document_without_id_is_an_error() {
     let tmp = TempDir::new().unwrap();
-    let list = script(
-        tmp.path(),
-        "list.sh",
-        r#"echo '[{"id": "a"}, {"name": "b"}]'"#,
-    );
+    let list = script(tmp.path(), "list.sh", r#"echo '[{"id": "a"}, {"name": "b"}]'"#);
     let err = live_of(json!({"command": ["bash", list]}))
         .await
         .unwrap_err()
@@ -297,10 +282,7 @@ async fn hanging_command_is_killed_at_its_timeout() {
 
     #[cfg(target_os = "linux")]
     {
-        let pid = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .to_string();
+        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
         let gone = (0..50).any(|_| {
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             // Gone, or a zombie waiting for init to reap it.
@@ -310,10 +292,7 @@ async fn hanging_command_is_killed_at_its_timeout() {
             }
             dead
         });
-        assert!(
-            gone,
-            "the plugin's `sleep 30` (pid {pid}) survived the timeout"
-        );
+        assert!(gone, "the plugin's `sleep 30` (pid {pid}) survived the timeout");
     }
 }
 
@@ -336,10 +315,7 @@ async fn missing_program_is_a_command_error_with_the_os_error() {
     let err = live_of(json!({"command": ["/nonexistent/plumb-plugin", "--list"]}))
         .await
         .unwrap_err();
-    let ProviderError::Command {
-        command, message, ..
-    } = &err
-    else {
+    let ProviderError::Command { command, message, .. } = &err else {
         panic!("expected a Command error, got {err:?}")
     };
     assert_eq!(command, "/nonexistent/plumb-plugin --list");
@@ -358,16 +334,8 @@ fn desired_reads_yaml_json_lists_and_multi_documents() {
         "t/users.yaml",
         "- id: user/alice\n  role: admin\n- id: user/bob\n  role: member\n",
     );
-    write(
-        root,
-        "t/sub/config.yml",
-        "id: config\nkind: settings\n---\nid: other\n",
-    );
-    write(
-        root,
-        "t/teams.json",
-        r#"[{"id": "team/a", "members": ["alice"]}]"#,
-    );
+    write(root, "t/sub/config.yml", "id: config\nkind: settings\n---\nid: other\n");
+    write(root, "t/teams.json", r#"[{"id": "team/a", "members": ["alice"]}]"#);
     write(root, "t/one.json", r#"{"id": "solo"}"#);
     write(root, "t/notes.txt", "id: ignored");
     write(root, "t/.hidden/x.yaml", "id: hidden");
@@ -375,13 +343,7 @@ fn desired_reads_yaml_json_lists_and_multi_documents() {
     let desired = desired_of(&p, root, &root.join("t")).unwrap();
     let got: Vec<(&str, &str, String)> = desired
         .iter()
-        .map(|r| {
-            (
-                r.id.as_str(),
-                r.kind.as_str(),
-                r.origin.as_ref().unwrap().to_string(),
-            )
-        })
+        .map(|r| (r.id.as_str(), r.kind.as_str(), r.origin.as_ref().unwrap().to_string()))
         .collect();
     assert_eq!(
         got,
@@ -394,10 +356,7 @@ fn desired_reads_yaml_json_lists_and_multi_documents() {
             ("user/bob", "user", "t/users.yaml:3".to_string()),
         ]
     );
-    assert_eq!(
-        desired[4].body,
-        json!({"id": "user/alice", "role": "admin"})
-    );
+    assert_eq!(desired[4].body(), json!({"id": "user/alice", "role": "admin"}));
     assert!(desired.iter().all(|r| r.authority == Authority::Foreign));
 }
 
@@ -416,10 +375,7 @@ fn duplicate_ids_name_both_files() {
     assert_eq!(first.to_string(), "t/a.yaml:3");
     assert_eq!(second.to_string(), "t/b/c.json:1");
     let text = err.to_string();
-    assert!(
-        text.contains("t/a.yaml:3") && text.contains("t/b/c.json:1"),
-        "{text}"
-    );
+    assert!(text.contains("t/a.yaml:3") && text.contains("t/b/c.json:1"), "{text}");
 }
 
 #[test]
@@ -456,9 +412,7 @@ fn missing_id_names_file_and_line() {
 
     // A non-string id, and a list item: the item number is named.
     write(root, "u/b.json", "[{\"id\": \"x\"}, {\"id\": 42}]");
-    let err = desired_of(&p, root, &root.join("u"))
-        .unwrap_err()
-        .to_string();
+    let err = desired_of(&p, root, &root.join("u")).unwrap_err().to_string();
     assert!(err.starts_with("u/b.json:1: list item 2: "), "{err}");
     assert!(err.contains("`id` must be a string"), "{err}");
 }
@@ -468,9 +422,7 @@ fn meta_is_refused_in_desired_state() {
     let tmp = TempDir::new().unwrap();
     write(tmp.path(), "a.yaml", "id: a\n$meta: {version: '1'}\n");
     let p = provider(json!({"command": ["x"]}));
-    let err = desired_of(&p, tmp.path(), tmp.path())
-        .unwrap_err()
-        .to_string();
+    let err = desired_of(&p, tmp.path(), tmp.path()).unwrap_err().to_string();
     assert!(err.starts_with("a.yaml:1: "), "{err}");
     assert!(err.contains("$meta"), "{err}");
 }
@@ -515,10 +467,7 @@ async fn apply_sends_one_change_per_run_in_order() {
     let apply = script(
         tmp.path(),
         "apply.sh",
-        &format!(
-            "cat >> {log}\necho >> {log}\necho done",
-            log = log.display()
-        ),
+        &format!("cat >> {log}\necho >> {log}\necho done", log = log.display()),
     );
     let p = provider(json!({"command": ["true"], "apply_command": ["bash", apply]}));
     let mut live_alice = res("user/alice", json!({"id": "user/alice", "role": "member"}));
@@ -533,25 +482,14 @@ async fn apply_sends_one_change_per_run_in_order() {
         ApplyChange {
             id: "user/alice".into(),
             action: Action::Update,
-            desired: Some(res(
-                "user/alice",
-                json!({"id": "user/alice", "role": "admin"}),
-            )),
+            desired: Some(res("user/alice", json!({"id": "user/alice", "role": "admin"}))),
             live: Some(live_alice),
         },
-        change(
-            "user/dave",
-            Action::Delete,
-            None,
-            Some(json!({"id": "user/dave"})),
-        ),
+        change("user/dave", Action::Delete, None, Some(json!({"id": "user/dave"}))),
     ];
     let results = p.apply(&changes, &ctx()).await.unwrap();
     assert_eq!(results.len(), 3);
-    assert!(
-        results.iter().all(|r| r.outcome == Outcome::Applied),
-        "{results:?}"
-    );
+    assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
     let ids: Vec<_> = results.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, vec!["user/carol", "user/alice", "user/dave"]);
 
@@ -614,10 +552,7 @@ async fn hanging_apply_fails_with_a_timeout_message() {
     }));
     let started = Instant::now();
     let results = p
-        .apply(
-            &[change("a", Action::Create, Some(json!({"id": "a"})), None)],
-            &ctx(),
-        )
+        .apply(&[change("a", Action::Create, Some(json!({"id": "a"})), None)], &ctx())
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -634,10 +569,7 @@ async fn hanging_apply_fails_with_a_timeout_message() {
 async fn apply_without_apply_command_is_refused() {
     let p = provider(json!({"command": ["true"]}));
     let err = p
-        .apply(
-            &[change("a", Action::Create, Some(json!({"id": "a"})), None)],
-            &ctx(),
-        )
+        .apply(&[change("a", Action::Create, Some(json!({"id": "a"})), None)], &ctx())
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::Refused(_)), "{err:?}");
@@ -656,24 +588,13 @@ async fn unmanaged_changes_are_refused_not_passed_on() {
     let p = provider(json!({"command": ["true"], "apply_command": ["bash", apply]}));
     let results = p
         .apply(
-            &[change(
-                "x",
-                Action::Unmanaged,
-                None,
-                Some(json!({"id": "x"})),
-            )],
+            &[change("x", Action::Unmanaged, None, Some(json!({"id": "x"})))],
             &ctx(),
         )
         .await
         .unwrap();
-    assert!(
-        matches!(results[0].outcome, Outcome::Refused(_)),
-        "{results:?}"
-    );
-    assert!(
-        !log.exists(),
-        "the plugin was called for an unmanaged object"
-    );
+    assert!(matches!(results[0].outcome, Outcome::Refused(_)), "{results:?}");
+    assert!(!log.exists(), "the plugin was called for an unmanaged object");
 }
 
 // ---------------------------------------------------------------- import
@@ -712,11 +633,7 @@ EOF"#,
     let canonical_out = out.canonicalize().unwrap();
     for path in &written {
         let canonical = path.canonicalize().unwrap();
-        assert!(
-            canonical.starts_with(&canonical_out),
-            "{} escaped",
-            path.display()
-        );
+        assert!(canonical.starts_with(&canonical_out), "{} escaped", path.display());
         let text = std::fs::read_to_string(path).unwrap();
         assert!(!text.contains("$meta"), "{text}");
     }
@@ -727,11 +644,11 @@ EOF"#,
     let mut want: Vec<(String, String, Value)> = live
         .resources
         .iter()
-        .map(|r| (r.id.clone(), r.kind.clone(), r.body.clone()))
+        .map(|r| (r.id.clone(), r.kind.clone(), r.body().clone()))
         .collect();
     let mut got: Vec<(String, String, Value)> = desired
         .iter()
-        .map(|r| (r.id.clone(), r.kind.clone(), r.body.clone()))
+        .map(|r| (r.id.clone(), r.kind.clone(), r.body().clone()))
         .collect();
     want.sort_by(|a, b| a.0.cmp(&b.0));
     got.sort_by(|a, b| a.0.cmp(&b.0));

@@ -65,10 +65,7 @@ pub fn read_documents(root: &Path, path: &Path) -> Result<Vec<Document>, Provide
         parse_json(&file, &text).map(|value| {
             vec![Document {
                 value,
-                origin: Origin {
-                    file,
-                    line: Some(1),
-                },
+                origin: Origin { file, line: Some(1) },
             }]
         })
     } else {
@@ -105,19 +102,13 @@ pub fn parse_yaml_documents(file: &Path, text: &str) -> Result<Vec<Document>, Pr
             continue;
         }
         let value: Value = serde_yaml_ng::from_str(&chunk).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
             ProviderError::Parse {
                 origin: Origin {
                     file: file.to_path_buf(),
                     line: Some(first_line + line - 1),
                 },
-                message: format!(
-                    "invalid YAML at column {column}: {}",
-                    strip_location(&e.to_string())
-                ),
+                message: format!("invalid YAML at column {column}: {}", strip_location(&e.to_string())),
             }
         })?;
         if value.is_null() {

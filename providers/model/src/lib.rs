@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub mod files;
@@ -82,12 +83,18 @@ pub struct ChangedBy {
 
 /// One document with a stable, readable id such as
 /// `apps/v1/Deployment/shop/cart` or `github/acme/member/alice`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The body is kept as compact JSON text rather than a parsed tree: a
+/// parsed `serde_json::Value` takes five to ten times the memory of its
+/// text, and an audit holds every desired and every live document at once.
+/// The engine parses one pair at a time, and skips parsing altogether when
+/// both sides are the same text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Resource {
     pub id: String,
     /// The kind as users name it in ignore rules (`Deployment`, `dashboard`).
     pub kind: String,
-    pub body: Value,
+    body: Box<RawValue>,
     /// Set on desired documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
@@ -104,12 +111,31 @@ pub struct Resource {
     pub authority: Authority,
 }
 
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.kind == other.kind
+            && self.body.get() == other.body.get()
+            && self.origin == other.origin
+            && self.sensitive == other.sensitive
+            && self.version == other.version
+            && self.changed_by == other.changed_by
+            && self.authority == other.authority
+    }
+}
+
+fn compact(body: &Value) -> Box<RawValue> {
+    // Serialising a Value cannot fail (its keys are strings); should it
+    // ever, `null` is a visible, safe fallback.
+    serde_json::value::to_raw_value(body).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
 impl Resource {
     pub fn new(id: impl Into<String>, kind: impl Into<String>, body: Value) -> Self {
         Resource {
             id: id.into(),
             kind: kind.into(),
-            body,
+            body: compact(&body),
             origin: None,
             sensitive: Sensitivity::None,
             version: None,
@@ -127,6 +153,30 @@ impl Resource {
         self.authority = authority;
         self
     }
+
+    /// The body, parsed (a fresh copy each call).
+    pub fn body(&self) -> Value {
+        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
+    }
+
+    /// The body as compact JSON text.
+    pub fn body_json(&self) -> &str {
+        self.body.get()
+    }
+
+    pub fn set_body(&mut self, body: &Value) {
+        self.body = compact(body);
+    }
+}
+
+/// One pair on its way to comparison, bodies parsed so a provider can bring
+/// them into canonical form. Either side may be absent (create, delete).
+#[derive(Debug)]
+pub struct Pair<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub desired: Option<&'a mut Value>,
+    pub live: Option<&'a mut Value>,
 }
 
 /// How loud a finding or an alert is.
@@ -353,11 +403,7 @@ pub enum ProviderError {
     #[error("{origin}: {message}")]
     Parse { origin: Origin, message: String },
     #[error("duplicate id {id}: defined in {first} and in {second}")]
-    DuplicateId {
-        id: String,
-        first: Origin,
-        second: Origin,
-    },
+    DuplicateId { id: String, first: Origin, second: Origin },
     #[error("connection: {0}")]
     Config(String),
     #[error("{request}: {}{message}", status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
@@ -425,16 +471,13 @@ pub trait Provider: Send + Sync {
     /// Brings a pair into canonical form before comparison: drops what the
     /// live system fills in by itself, spells equal values alike. Either side
     /// may be absent (create, delete). Each rule should cite its source.
-    fn normalize(&self, _desired: Option<&mut Resource>, _live: Option<&mut Resource>) {}
+    /// Not called when both sides are the same text.
+    fn normalize(&self, _pair: Pair<'_>) {}
 
     /// Lets the live system confirm or dismiss what the offline comparison
     /// suspects (e.g. a server-side dry run). One verdict per suspect, in
     /// order. Must not write.
-    async fn confirm(
-        &self,
-        suspects: &[Suspect<'_>],
-        _ctx: &Ctx,
-    ) -> Result<Vec<Verdict>, ProviderError> {
+    async fn confirm(&self, suspects: &[Suspect<'_>], _ctx: &Ctx) -> Result<Vec<Verdict>, ProviderError> {
         Ok(suspects
             .iter()
             .map(|_| Verdict::Confirmed(ConfirmedBy::Offline))
@@ -444,20 +487,11 @@ pub trait Provider: Send + Sync {
     /// Carries out the changes policy allowed, all of one plan at once. An
     /// `Err` refuses the whole plan before any write (a guard); otherwise one
     /// result per change.
-    async fn apply(
-        &self,
-        changes: &[ApplyChange],
-        ctx: &Ctx,
-    ) -> Result<Vec<ChangeResult>, ProviderError>;
+    async fn apply(&self, changes: &[ApplyChange], ctx: &Ctx) -> Result<Vec<ChangeResult>, ProviderError>;
 
     /// Writes `live` as desired-state files below `out`, such that a plan
     /// against them right after is empty. Returns the files written.
-    async fn import(
-        &self,
-        live: &Live,
-        out: &Path,
-        ctx: &Ctx,
-    ) -> Result<Vec<PathBuf>, ProviderError>;
+    async fn import(&self, live: &Live, out: &Path, ctx: &Ctx) -> Result<Vec<PathBuf>, ProviderError>;
 }
 
 #[cfg(test)]
@@ -468,10 +502,7 @@ mod tests {
     fn list_key_anywhere_matches_suffix_only() {
         let key = ListKey::new("*", "**/containers/ports", &["containerPort", "protocol"]);
         assert!(key.matches("Pod", &["spec", "containers", "ports"]));
-        assert!(key.matches(
-            "Deployment",
-            &["spec", "template", "spec", "containers", "ports"]
-        ));
+        assert!(key.matches("Deployment", &["spec", "template", "spec", "containers", "ports"]));
         assert!(!key.matches("Pod", &["spec", "containers"]));
         assert!(!key.matches("Pod", &["spec", "ports"]));
     }
@@ -502,9 +533,6 @@ mod tests {
             status: Some(503),
             message: "unavailable".into(),
         };
-        assert_eq!(
-            err.to_string(),
-            "GET http://127.0.0.1:1/api: HTTP 503: unavailable"
-        );
+        assert_eq!(err.to_string(), "GET http://127.0.0.1:1/api: HTTP 503: unavailable");
     }
 }

@@ -20,6 +20,9 @@ use plumb::policy::CompiledPolicy;
 use plumb_model::{ApplyChange, ChangeResult, Ctx, Desired, ListKey, Live, Pair, Provider, ProviderError, Resource};
 use serde_json::{json, Value};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Bench;
 
 /// What the API server adds on its own, as Kubernetes does.

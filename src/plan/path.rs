@@ -129,7 +129,7 @@ pub fn remove(value: &mut Value, pattern: &[Segment]) {
                 match first {
                     Segment::Any => map.clear(),
                     Segment::Field(name) => {
-                        map.shift_remove(name);
+                        map.remove(name);
                     }
                     _ => {}
                 }

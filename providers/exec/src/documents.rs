@@ -49,7 +49,7 @@ fn to_resource(value: Value, sensitive: &[String]) -> Result<(Resource, Map<Stri
     let kind = kind_of(&id, &doc)?;
     // Taken out before the body is built; the caller decides whether it is
     // allowed here.
-    let meta = match doc.shift_remove(META_KEY) {
+    let meta = match doc.remove(META_KEY) {
         Some(Value::Object(meta)) => meta,
         Some(Value::Null) | None => Map::new(),
         Some(other) => return Err(format!("`{META_KEY}` must be a mapping, got {}", type_name(&other))),
@@ -205,7 +205,7 @@ pub fn parse_live(stdout: &[u8], shape: Shape<'_>) -> Result<Vec<Resource>, Stri
 
 /// Moves `$meta.version` and `$meta.changed_by` onto the resource.
 fn apply_meta(resource: &mut Resource, mut meta: Map<String, Value>) -> Result<(), String> {
-    match meta.shift_remove("version") {
+    match meta.remove("version") {
         None | Some(Value::Null) => {}
         Some(Value::String(v)) => resource.version = Some(v),
         Some(Value::Number(v)) => resource.version = Some(v.to_string()),
@@ -216,14 +216,14 @@ fn apply_meta(resource: &mut Resource, mut meta: Map<String, Value>) -> Result<(
             ))
         }
     }
-    match meta.shift_remove("changed_by") {
+    match meta.remove("changed_by") {
         None | Some(Value::Null) => {}
         Some(Value::Object(mut by)) => {
-            let who = match by.shift_remove("who") {
+            let who = match by.remove("who") {
                 Some(Value::String(who)) if !who.is_empty() => who,
                 _ => return Err(format!("`{META_KEY}.changed_by.who` must be a non-empty string")),
             };
-            let when = match by.shift_remove("when") {
+            let when = match by.remove("when") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(when)) => Some(when),
                 Some(other) => {

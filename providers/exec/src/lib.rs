@@ -305,7 +305,7 @@ impl Provider for ExecProvider {
 fn import_text(resource: &Resource) -> Result<String, ProviderError> {
     let mut body = resource.body();
     if let Value::Object(map) = &mut body {
-        map.shift_remove(documents::META_KEY);
+        map.remove(documents::META_KEY);
     }
     serde_yaml_ng::to_string(&body)
         .map_err(|e| ProviderError::Other(format!("could not write {} as YAML: {e}", resource.id)))

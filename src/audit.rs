@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::{FutureExt, StreamExt};
 use plumb_model::{Ctx, Provider, ProviderError, Resource};
 
 use crate::config::{Config, SourceSpec, TargetSpec};
@@ -15,6 +16,9 @@ use crate::plan::{self, Plan, TargetPlan};
 use crate::policy::{CompiledPolicy, Policy};
 use crate::registry::Registry;
 use crate::source::{self, Checkout, SourceInfo};
+
+/// How many targets one audit reads at once.
+pub const CONCURRENT_TARGETS: usize = 4;
 
 /// How long one live read may take when the target does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -99,7 +103,8 @@ impl<'a> Auditor<'a> {
         };
         checkouts.insert(global_key.clone(), global_result);
 
-        let mut runs = Vec::with_capacity(targets.len());
+        // Fetch each source once, then audit the targets side by side.
+        let mut jobs = Vec::with_capacity(targets.len());
         for spec in targets {
             let (key, own) = match &spec.source {
                 Some(own) => (format!("{own:?}/None"), Some(own)),
@@ -112,15 +117,22 @@ impl<'a> Auditor<'a> {
                 }
             }
             let checkout = checkouts.get(&key).cloned().unwrap_or_else(|| Err("no source".into()));
-            let mut run = self.run_target(spec, checkout.clone(), Utc::now()).await;
-            if own.is_some() {
-                run.plan.source = Some(match &checkout {
-                    Ok(c) => c.info.clone(),
-                    Err(_) => own.map(|s| describe(s, None)).unwrap_or_default(),
-                });
-            }
-            runs.push(run);
+            jobs.push((*spec, own, checkout));
         }
+        let runs: Vec<TargetRun> = futures_util::stream::iter(jobs)
+            .map(|(spec, own, checkout)| async move {
+                let mut run = self.run_target_isolated(spec, checkout.clone(), Utc::now()).await;
+                if let Some(own) = own {
+                    run.plan.source = Some(match &checkout {
+                        Ok(c) => c.info.clone(),
+                        Err(_) => describe(own, None),
+                    });
+                }
+                run
+            })
+            .buffered(CONCURRENT_TARGETS)
+            .collect()
+            .await;
         let plans: Vec<TargetPlan> = runs.iter().map(|r| r.plan.clone()).collect();
         let plan = Plan {
             format_version: plan::FORMAT_VERSION,
@@ -158,6 +170,48 @@ impl<'a> Auditor<'a> {
             tracing::error!(error = %e, "source could not be checked out");
             format!("source: {e}")
         })
+    }
+
+    /// [`Auditor::run_target`], with a panic in a provider turned into that
+    /// target's error instead of the end of the whole audit.
+    pub async fn run_target_isolated(
+        &self,
+        spec: &TargetSpec,
+        checkout: Result<Checkout, String>,
+        now: DateTime<Utc>,
+    ) -> TargetRun {
+        let attempt = std::panic::AssertUnwindSafe(self.run_target(spec, checkout.clone(), now));
+        match attempt.catch_unwind().await {
+            Ok(run) => run,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(target = %spec.name, panic = %what, "provider panicked");
+                let mut run = self.empty_run(spec, checkout.ok());
+                run.plan.error = Some(format!(
+                    "internal error: the {} provider panicked: {what}",
+                    spec.provider
+                ));
+                run
+            }
+        }
+    }
+
+    fn empty_run(&self, spec: &TargetSpec, checkout: Option<Checkout>) -> TargetRun {
+        TargetRun {
+            spec: spec.clone(),
+            plan: TargetPlan::failed(&spec.name, &spec.provider, String::new()),
+            policy: CompiledPolicy::audit_only(),
+            provider: None,
+            ctx: Ctx::new(spec.name.clone(), cache_dir(&self.config.state_dir, &spec.name)),
+            documents: HashMap::new(),
+            desired_count: None,
+            timezone: chrono_tz::UTC,
+            checkout,
+        }
     }
 
     /// Audits one target on an already checked-out source.

@@ -275,18 +275,7 @@ async fn validate_target(
     let desired = provider
         .desired(&checkout.root, &dir, &ctx)
         .map_err(|e| format!("desired state: {e}"))?;
-    let mut ids = std::collections::HashMap::new();
-    for r in &desired.resources {
-        if let Some(first) = ids.insert(r.id.clone(), r.origin.clone()) {
-            let show = |o: &Option<plumb_model::Origin>| o.as_ref().map(|o| o.to_string()).unwrap_or_default();
-            return Err(format!(
-                "duplicate id {}: defined in {} and in {}",
-                r.id,
-                show(&first),
-                show(&r.origin)
-            ));
-        }
-    }
+    crate::plan::check_unique_ids(&desired.resources).map_err(|e| format!("desired state: {e}"))?;
     Ok(format!("{} desired document(s)", desired.resources.len()))
 }
 

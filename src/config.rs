@@ -194,11 +194,7 @@ impl Config {
         };
         let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
-            let message = e.to_string();
-            let message = match message.rfind(" at line ") {
-                Some(at) => message[..at].to_string(),
-                None => message,
-            };
+            let message = plumb_model::files::without_location(&e.to_string());
             error(line, message)
         })?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();

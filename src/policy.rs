@@ -187,11 +187,7 @@ impl Policy {
             Policy::default()
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| {
-                let message = e.to_string();
-                let message = match message.rfind(" at line ") {
-                    Some(at) => message[..at].to_string(),
-                    None => message,
-                };
+                let message = plumb_model::files::without_location(&e.to_string());
                 err(e.location().map(|l| l.line()), message)
             })?
         };

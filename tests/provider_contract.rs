@@ -440,3 +440,46 @@ async fn import_then_plan_is_empty() {
     assert_eq!(run.plan.exit_code, 0, "{:?}", run.plan.changes);
     assert_eq!(run.plan.summary.in_sync, 5);
 }
+
+/// A provider whose live read panics: a bug in one provider must cost only
+/// its own target.
+struct Boom;
+
+#[async_trait]
+impl Provider for Boom {
+    fn desired(&self, _: &Path, _: &Path, _: &Ctx) -> Result<Desired, ProviderError> {
+        Ok(Desired::default())
+    }
+    async fn live(&self, _: &Desired, _: &Ctx) -> Result<Live, ProviderError> {
+        panic!("index out of bounds in the boom provider")
+    }
+    async fn apply(&self, _: &[ApplyChange], _: &Ctx) -> Result<Vec<ChangeResult>, ProviderError> {
+        Ok(Vec::new())
+    }
+    async fn import(&self, _: &Live, _: &Path, _: &Ctx) -> Result<Vec<PathBuf>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_provider_fails_only_its_own_target() {
+    let mut f = fixture("contract-panic", "");
+    f.registry.register("boom", |_, _| Ok(Box::new(Boom)));
+    let text = std::fs::read_to_string(f.root.join("plumb.yaml")).unwrap()
+        + "  - name: boom\n    provider: boom\n    path: ledger\n";
+    std::fs::write(f.root.join("plumb.yaml"), text).unwrap();
+    let config = Config::load(&f.root.join("plumb.yaml")).unwrap();
+    let auditor = Auditor::new(&config, &f.registry).unwrap();
+    let targets = auditor.select(&[]).unwrap();
+    let (plan, _) = auditor.run(&targets, &SourceOverride::default()).await;
+    assert_eq!(plan.exit_code, 1);
+    let boom = plan.targets.iter().find(|t| t.name == "boom").unwrap();
+    let error = boom.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("boom provider panicked") && error.contains("index out of bounds"),
+        "{error}"
+    );
+    let ledger = plan.targets.iter().find(|t| t.name == "ledger").unwrap();
+    assert_eq!(ledger.error, None);
+    assert_eq!(ledger.changes.len(), 3);
+}

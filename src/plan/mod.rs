@@ -188,22 +188,7 @@ pub async fn plan_target(planning: &Planning<'_>, desired: Desired, live: Live) 
     let mut acknowledged: Vec<Acknowledged> = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
 
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(desired.resources.len());
-    for (i, d) in desired.resources.iter().enumerate() {
-        if let Some(first) = seen.insert(d.id.clone(), i) {
-            let origin = |r: &Resource| {
-                r.origin.clone().unwrap_or_else(|| plumb_model::Origin {
-                    file: "?".into(),
-                    line: None,
-                })
-            };
-            return Err(ProviderError::DuplicateId {
-                id: d.id.clone(),
-                first: origin(&desired.resources[first]),
-                second: origin(d),
-            });
-        }
-    }
+    check_unique_ids(&desired.resources)?;
     let mut live_by_id: HashMap<String, Resource> = HashMap::with_capacity(live.resources.len());
     for l in live.resources {
         live_by_id.entry(l.id.clone()).or_insert(l);
@@ -511,6 +496,27 @@ impl Candidate {
             live_version: self.live.as_ref().and_then(|l| l.version.clone()),
         }
     }
+}
+
+/// Two desired documents with one id are an error naming both places.
+pub fn check_unique_ids(resources: &[Resource]) -> Result<(), ProviderError> {
+    let mut seen: HashMap<&str, &Resource> = HashMap::with_capacity(resources.len());
+    for r in resources {
+        if let Some(first) = seen.insert(&r.id, r) {
+            let origin = |r: &Resource| {
+                r.origin.clone().unwrap_or_else(|| plumb_model::Origin {
+                    file: "(no file)".into(),
+                    line: None,
+                })
+            };
+            return Err(ProviderError::DuplicateId {
+                id: r.id.clone(),
+                first: origin(first),
+                second: origin(r),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// YAML text of a document, for diffs people read.

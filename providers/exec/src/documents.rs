@@ -179,7 +179,7 @@ pub fn parse_live(stdout: &[u8], shape: Shape<'_>) -> Result<Vec<Resource>, Stri
             "printed invalid JSON on stdout at line {}, column {}: {}",
             e.line(),
             e.column(),
-            strip_location(&e.to_string())
+            plumb_model::files::without_location(&e.to_string())
         )
     })?;
     let Value::Array(items) = value else {
@@ -251,13 +251,6 @@ fn apply_meta(resource: &mut Resource, mut meta: Map<String, Value>) -> Result<(
         return Err(format!("unknown key `{META_KEY}.{key}` (expected version, changed_by)"));
     }
     Ok(())
-}
-
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub fn parse_json(file: &Path, text: &str) -> Result<Value, ProviderError> {
         message: format!(
             "invalid JSON at column {}: {}",
             e.column(),
-            strip_location(&e.to_string())
+            without_location(&e.to_string())
         ),
     })
 }
@@ -108,7 +108,7 @@ pub fn parse_yaml_documents(file: &Path, text: &str) -> Result<Vec<Document>, Pr
                     file: file.to_path_buf(),
                     line: Some(first_line + line - 1),
                 },
-                message: format!("invalid YAML at column {column}: {}", strip_location(&e.to_string())),
+                message: format!("invalid YAML at column {column}: {}", without_location(&e.to_string())),
             }
         })?;
         if value.is_null() {
@@ -164,7 +164,9 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     pieces
 }
 
-fn strip_location(message: &str) -> String {
+/// A serde error message without serde's own " at line L column C" tail,
+/// for messages that put the file and line in front themselves.
+pub fn without_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_string(),
         None => message.to_string(),

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the build and the tests use for real:
 #   git                 real repositories, `git daemon`, `git http-backend`
 #   pkg-config libssl-dev  libgit2's HTTPS transport
-apt_packages=(git pkg-config libssl-dev)
+#   prometheus          a real Prometheus (and promtool) for the rules provider
+apt_packages=(git pkg-config libssl-dev prometheus)
 
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -91,10 +91,16 @@ pub async fn run(args: &DemoArgs, registry: &Registry) -> anyhow::Result<i32> {
         for line in gauges.lines().filter(|l| !l.starts_with('#')) {
             println!("  {line}");
         }
-        println!(
-            "\nTry it by hand: cd {} && plumb plan --format json, or edit live/*.json and plan again.",
-            dir.display()
-        );
+        match &args.dir {
+            Some(dir) => println!(
+                "\nTry it by hand: cd {} && plumb plan --format json, or edit live/*.json and plan again.",
+                dir.display()
+            ),
+            None => println!(
+                "\nThe example was unpacked into a temporary directory that is now removed; \
+                 `plumb demo --dir ./plumb-demo` keeps it, to edit and plan again by hand."
+            ),
+        }
     }
     // The demo is seeded with drift on purpose; it fails only when a target
     // could not be audited.

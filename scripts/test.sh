@@ -23,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Python packages:
+#   moto[server]        a real S3-compatible server for the history store's tests
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing Python packages: moto[server]"
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+  hash -r
+fi
+
 # Tests make commits in temporary repositories: give git an identity where
 # the machine has none, without touching a user's own settings.
 export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-plumb tests}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-tests@plumb.invalid}"

@@ -42,6 +42,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write the live state of a target as desired-state files.
     Import(ImportArgs),
+    /// Compliance report from the audit history.
+    Report(ReportArgs),
     /// Run against the built-in simulators, seeded with drift.
     Demo(DemoArgs),
 }
@@ -67,6 +69,9 @@ pub struct PlanArgs {
     /// Also write the SPEC gauges to this file (atomically), for node_exporter's textfile collector.
     #[arg(long)]
     pub metrics_file: Option<PathBuf>,
+    /// Also store the plan in the audit history.
+    #[arg(long)]
+    pub record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +89,9 @@ pub struct ApplyArgs {
     /// Print which changes policy would allow or refuse, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also store the plan and what apply did in the audit history.
+    #[arg(long)]
+    pub record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +112,33 @@ pub struct ImportArgs {
     /// Directory to write (default: ./imported/<target>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Html,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// How far back (`30d`, `12h`, `90d`).
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+    pub format: ReportFormat,
+    /// Write the report here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only these targets (repeatable); default: every target with records.
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Check every target's hash chain and name the first broken link.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,14 +10,16 @@ use plumb_model::Live;
 
 use crate::apply;
 use crate::audit::{Auditor, SourceOverride, TargetRun};
-use crate::cli::{ApplyArgs, ImportArgs, PlanArgs, ValidateArgs};
+use crate::cli::{ApplyArgs, ImportArgs, PlanArgs, ReportArgs, ReportFormat, ValidateArgs};
 use crate::config::Config;
+use crate::history;
 use crate::metrics;
 use crate::plan::Plan;
 use crate::registry::Registry;
 use crate::render;
 use crate::source;
 use crate::state::State;
+use std::collections::BTreeMap;
 
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
@@ -32,11 +34,14 @@ pub async fn plan(args: &PlanArgs, registry: &Registry) -> anyhow::Result<i32> {
         reference: args.reference.clone(),
         dir: args.source_dir.clone(),
     };
-    let (plan, _runs) = auditor.run(&targets, &overrides).await;
+    let (plan, runs) = auditor.run(&targets, &overrides).await;
     let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
     let text = render::render(&plan, args.format, render::use_color(to_terminal));
     emit(&text, args.out.as_deref())?;
     record_state(&config, &plan, args.metrics_file.as_deref())?;
+    if args.record {
+        record_history(&config, &plan, &runs, &BTreeMap::new()).await;
+    }
     Ok(plan.exit_code)
 }
 
@@ -50,6 +55,103 @@ fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Stores `plan` in the history, with each target's policy digest,
+/// suspension and what apply did. A failure is logged and said on stderr;
+/// the plan already printed stands.
+pub async fn record_history(
+    config: &Config,
+    plan: &Plan,
+    runs: &[TargetRun],
+    reconciled: &BTreeMap<String, Vec<plumb_model::ChangeResult>>,
+) -> bool {
+    let store = match history::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: plan not recorded: {e}");
+            return false;
+        }
+    };
+    let extras: BTreeMap<String, history::record::Extras> = runs
+        .iter()
+        .map(|run| {
+            let extra = history::record::Extras {
+                policy_digest: run.policy.digest.clone(),
+                suspended: run.policy.suspended(Utc::now(), run.timezone).cloned(),
+                reconciled: reconciled.get(&run.spec.name).cloned().unwrap_or_default(),
+            };
+            (run.spec.name.clone(), extra)
+        })
+        .collect();
+    let outcome = history::Recorder::new(store.as_ref(), config)
+        .record(plan, &extras)
+        .await;
+    for (target, error) in &outcome.failed {
+        eprintln!("warning: history record of {target} not written: {error}");
+    }
+    if let Some(keep) = config.history.keep {
+        if let Some(dir) = &config.history.dir {
+            if let Err(e) = history::prune_local(dir, keep) {
+                tracing::warn!(error = %e, "history retention failed");
+            }
+        }
+    }
+    outcome.failed.is_empty()
+}
+
+/// `plumb report`.
+pub async fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    let config = load_config(&args.config.config)?;
+    let store = history::open(&config).await?;
+    let targets = if args.targets.is_empty() {
+        history::targets_in(store.as_ref()).await?
+    } else {
+        args.targets.clone()
+    };
+    if args.verify {
+        let mut anchors = BTreeMap::new();
+        if let Some(dir) = &config.history.dir {
+            for t in &targets {
+                if let Some(hash) = history::local::checkpoint_hash(dir, t) {
+                    anchors.insert(t.clone(), hash);
+                }
+            }
+        }
+        let (checked, broken) = history::verify(store.as_ref(), &targets, &anchors).await?;
+        for link in &broken {
+            println!("BROKEN {}: {}: {}", link.target, link.key, link.message);
+        }
+        println!(
+            "verified {checked} record(s) of {} target(s) in {}: {}",
+            targets.len(),
+            store.describe(),
+            if broken.is_empty() {
+                "every chain is intact".to_string()
+            } else {
+                format!("{} chain(s) broken", broken.len())
+            }
+        );
+        return Ok(if broken.is_empty() { 0 } else { 1 });
+    }
+    let window = crate::config::parse_duration(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let until = Utc::now();
+    let since = until - chrono::Duration::from_std(window).context("--since is too long")?;
+    let unknown_after = chrono::Duration::from_std(
+        config
+            .history
+            .unknown_after
+            .unwrap_or(std::time::Duration::from_secs(3600)),
+    )
+    .context("history.unknown_after is too long")?;
+    let report = history::report::build(store.as_ref(), &targets, since, until, unknown_after).await?;
+    let text = match args.format {
+        ReportFormat::Markdown => history::report::markdown(&report),
+        ReportFormat::Html => history::report::html(&report),
+        ReportFormat::Json => history::report::json(&report),
+    };
+    emit(&text, args.out.as_deref())?;
+    Ok(0)
 }
 
 /// Remembers drift-since and last-run times, and writes the metrics file.
@@ -166,7 +268,9 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
         }
     }
 
+    let started_at = Utc::now();
     let mut results = Vec::new();
+    let mut by_target: BTreeMap<String, Vec<plumb_model::ChangeResult>> = BTreeMap::new();
     let mut still_drifting = Vec::new();
     for (run, decision) in runs.iter().zip(&decisions) {
         let outcome = apply::execute(run, decision).await;
@@ -175,6 +279,7 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
             .filter(|r| matches!(r.outcome, plumb_model::Outcome::Applied))
             .map(|r| r.id.clone())
             .collect();
+        by_target.insert(run.spec.name.clone(), outcome.clone());
         results.extend(outcome);
         if applied.is_empty() {
             continue;
@@ -190,6 +295,24 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
         }
     }
     print!("{}", apply::render_results(&results, &still_drifting));
+    if args.record {
+        let plans: Vec<_> = runs.iter().map(|r| r.plan.clone()).collect();
+        let plan = Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            plumb_version: env!("CARGO_PKG_VERSION").to_string(),
+            source: runs
+                .iter()
+                .find(|r| r.spec.source.is_none())
+                .and_then(|r| r.checkout.as_ref())
+                .map(|c| c.info.clone())
+                .unwrap_or_default(),
+            started_at,
+            finished_at: Utc::now(),
+            exit_code: Plan::compute_exit_code(&plans),
+            targets: plans,
+        };
+        record_history(&config, &plan, &runs, &by_target).await;
+    }
     let code = apply::exit_code(&decisions, &results, &still_drifting);
     Ok(if refusals.is_empty() { code } else { 1 })
 }

@@ -104,6 +104,10 @@ pub struct HistorySpec {
     pub s3: Option<S3Spec>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub keep: Option<Duration>,
+    /// How long one record vouches for what it saw; time with no record
+    /// within this is unknown in reports (default 1h).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub unknown_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,8 +221,20 @@ impl Config {
             if let Some(line) = target.line {
                 search_from = line;
             }
-            if target.name.is_empty() {
-                return Err(error(target.line, "a target needs a non-empty name".into()));
+            if target.name.is_empty()
+                || target.name.starts_with(['.', '_'])
+                || !target
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(error(
+                    target.line,
+                    format!(
+                        "target name {:?}: use letters, digits, '-', '_' and '.', not first '.' or '_' (it names files in the history and state)",
+                        target.name
+                    ),
+                ));
             }
             if !names.insert(target.name.clone()) {
                 return Err(error(

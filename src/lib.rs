@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod history;
 pub mod mask;
 pub mod metrics;
 pub mod plan;
@@ -17,3 +18,12 @@ pub mod registry;
 pub mod render;
 pub mod source;
 pub mod state;
+
+/// Installs rustls' `ring` crypto provider for the whole process. The kube,
+/// reqwest and octocrab clients each pull rustls in with a different default
+/// provider; with two compiled in, the first TLS client would panic ("Could
+/// not automatically determine the process-level CryptoProvider"). Called
+/// first thing in `main`; calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

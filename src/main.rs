@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    plumb::install_crypto_provider();
     // A usage error exits 1 (an error), not clap's 2, which `plan` uses for drift.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             Command::Apply(args) => plumb::commands::apply(args, &registry).await,
             Command::Validate(args) => plumb::commands::validate(args, &registry).await,
             Command::Import(args) => plumb::commands::import(args, &registry).await,
+            Command::Report(args) => plumb::commands::report(args).await,
             Command::Demo(args) => plumb::demo::run(args, &registry).await,
         }
     });

@@ -1634,3 +1634,64 @@ fn on_a_terminal_plan_is_coloured_and_apply_asks() {
     assert_code(&out, 0);
     assert_eq!(fx.applied("app").len(), 2);
 }
+
+// -- history -----------------------------------------------------------------
+
+#[test]
+fn recorded_plans_make_a_report_and_a_verifiable_chain() {
+    let fx = Fixture::new();
+    fx.config(&[drifting_app(&fx, RECONCILE)]);
+    fx.plumb(&["plan", "--record"]).assert().code(2);
+    fx.plumb(&["plan", "--record"]).assert().code(2);
+    fx.plumb(&["apply", "--auto-approve", "--record"]).assert().code(0);
+    fx.plumb(&["plan", "--record"]).assert().code(0);
+
+    let out = fx.run(&["report", "--since", "1d", "--format", "json"]);
+    assert_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let app = &report["targets"][0];
+    assert_eq!(app["target"], "app");
+    // The apply records its own audit too.
+    assert_eq!(app["audits"], 4);
+    assert_eq!(app["reconciles_applied"], 2);
+    assert_eq!(app["incidents"].as_array().unwrap().len(), 1);
+    assert_eq!(app["incidents"][0]["resources"], json!(["user/a", "user/b"]));
+
+    let md = fx.run(&["report", "--format", "markdown"]);
+    assert!(stdout(&md).contains("| app | exec | 4 | 0 |"), "{}", stdout(&md));
+    fx.plumb(&["report", "--format", "html", "--out", "report.html"])
+        .assert()
+        .code(0);
+    assert!(fx.read("report.html").contains("<svg"));
+
+    let verify = fx.run(&["report", "--verify"]);
+    assert_code(&verify, 0);
+    assert!(
+        stdout(&verify).contains("verified 4 record(s) of 1 target(s)"),
+        "{}",
+        stdout(&verify)
+    );
+
+    // Remove the second record: the third names a hash nothing has.
+    let mut files: Vec<PathBuf> = walk(&fx.path("plumb-history/app"));
+    files.sort();
+    std::fs::remove_file(&files[1]).unwrap();
+    let verify = fx.run(&["report", "--verify"]);
+    assert_code(&verify, 1);
+    let text = stdout(&verify);
+    let third = files[2].file_name().unwrap().to_string_lossy().to_string();
+    assert!(text.contains("BROKEN app") && text.contains(&third), "{text}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

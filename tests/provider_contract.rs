@@ -344,6 +344,7 @@ fn apply_args(f: &Fixture, plan: Option<PathBuf>) -> ApplyArgs {
         plan,
         auto_approve: true,
         dry_run: false,
+        record: false,
     }
 }
 

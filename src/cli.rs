@@ -38,6 +38,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Reconcile what policy allows.
     Apply(ApplyArgs),
+    /// The daemon: scheduled audits, metrics, HTTP API and status page, reconcile.
+    Serve(ServeArgs),
     /// Check config, policies and all desired state; report every problem with file and line.
     Validate(ValidateArgs),
     /// Write the live state of a target as desired-state files.
@@ -92,6 +94,12 @@ pub struct ApplyArgs {
     /// Also store the plan and what apply did in the audit history.
     #[arg(long)]
     pub record: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 #[derive(Debug, Args)]

@@ -269,6 +269,14 @@ impl Config {
                     ));
                 }
             }
+            let tz: chrono_tz::Tz = match &target.timezone {
+                Some(tz) => tz.parse().unwrap_or(chrono_tz::UTC),
+                None => chrono_tz::UTC,
+            };
+            if let Some(schedule) = &target.schedule {
+                crate::schedule::Schedule::parse(schedule, tz)
+                    .map_err(|m| error(target.line, format!("target {}: {m}", target.name)))?;
+            }
             if let Some(tz) = &target.timezone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
                     return Err(error(

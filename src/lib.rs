@@ -16,6 +16,8 @@ pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod render;
+pub mod schedule;
+pub mod serve;
 pub mod source;
 pub mod state;
 

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Plan(args) => plumb::commands::plan(args, &registry).await,
             Command::Apply(args) => plumb::commands::apply(args, &registry).await,
+            Command::Serve(args) => plumb::serve::serve(&args.config.config, registry.clone()).await,
             Command::Validate(args) => plumb::commands::validate(args, &registry).await,
             Command::Import(args) => plumb::commands::import(args, &registry).await,
             Command::Report(args) => plumb::commands::report(args).await,

@@ -23,6 +23,15 @@ impl Registry {
     pub fn builtin() -> Registry {
         let mut registry = Registry::empty();
         registry.register(plumb_exec::NAME, |c, base| Ok(Box::new(plumb_exec::build(c, base)?)));
+        registry.register(plumb_kubernetes::NAME, |c, base| {
+            Ok(Box::new(plumb_kubernetes::build(c, base)?))
+        });
+        registry.register(plumb_prometheus::NAME, |c, base| {
+            Ok(Box::new(plumb_prometheus::build(c, base)?))
+        });
+        registry.register(plumb_grafana::NAME, |c, base| {
+            Ok(Box::new(plumb_grafana::build(c, base)?))
+        });
         registry
     }
 

@@ -1,0 +1,142 @@
+//! Benchmark: audits of N realistic dashboards (20 panels, ~60 KB each) in
+//! 20 folders against the simulator, at concurrency 1 and 8: requests per
+//! audit, wall time of the live read and of the comparison, peak RSS.
+//!
+//! cargo run --release -p plumb-grafana --example bench_audit -- [dashboards]
+//!
+//! The simulator runs in the same process, so the RSS figures include its
+//! copy of every dashboard; the line after seeding shows that share.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use plumb_grafana::sim::{Sim, SimOptions};
+use plumb_model::{Ctx, Pair, Provider};
+use serde_json::{json, Value};
+
+fn panel(i: usize, d: usize) -> Value {
+    let expr = format!(
+        "sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{{cluster=\"$cluster\", namespace=\"$namespace\", pod=~\"$pod\", container!=\"\", image!=\"\"}}[$__rate_interval])) / sum by (namespace, pod, container) (kube_pod_container_resource_requests{{resource=\"cpu\", dashboard=\"{d}\", panel=\"{i}\"}})"
+    );
+    json!({
+        "id": i + 1, "type": "timeseries", "title": format!("Panel {i} of dashboard {d}"),
+        "description": "CPU usage relative to requests for every container of the selected pods, summed per container. Values above 1 mean the container uses more than it asked for; sustained values far below 1 suggest requests can be lowered.",
+        "gridPos": {"h": 8, "w": 12, "x": ((i % 2) * 12), "y": ((i / 2) * 8)},
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "fieldConfig": {"defaults": {"color": {"mode": "palette-classic"}, "custom": {
+            "axisBorderShow": false, "axisCenteredZero": false, "axisColorMode": "text", "axisLabel": "",
+            "axisPlacement": "auto", "barAlignment": 0, "drawStyle": "line", "fillOpacity": 10,
+            "gradientMode": "none", "hideFrom": {"legend": false, "tooltip": false, "viz": false},
+            "insertNulls": false, "lineInterpolation": "linear", "lineWidth": 1, "pointSize": 5,
+            "scaleDistribution": {"type": "linear"}, "showPoints": "never", "spanNulls": false,
+            "stacking": {"group": "A", "mode": "none"}, "thresholdsStyle": {"mode": "off"}},
+            "mappings": [], "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": null}, {"color": "red", "value": 80}]},
+            "unit": "percentunit"},
+            "overrides": [{"matcher": {"id": "byName", "options": "requests"}, "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}}, {"id": "color", "value": {"fixedColor": "orange", "mode": "fixed"}}]}]},
+        "options": {"legend": {"calcs": ["mean", "max", "lastNotNull"], "displayMode": "table", "placement": "right", "showLegend": true},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+        "targets": ((0..1).map(|t| json!({"refId": (["A", "B", "C", "D"][t]), "expr": format!("{expr} * {t}"),
+            "legendFormat": "{{namespace}}/{{pod}}/{{container}}", "interval": "", "editorMode": "code", "range": true,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"}})).collect::<Vec<_>>()),
+    })
+}
+
+fn dashboard(d: usize) -> Value {
+    json!({
+        "uid": format!("bench-{d:05}"), "title": format!("Bench dashboard {d}"), "schemaVersion": 39,
+        "tags": ["bench", "kubernetes"], "timezone": "browser", "editable": true, "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [
+            {"name": "datasource", "type": "datasource", "query": "prometheus"},
+            {"name": "cluster", "type": "query", "query": "label_values(up, cluster)", "datasource": {"uid": "${datasource}"}},
+            {"name": "namespace", "type": "query", "query": "label_values(kube_pod_info{cluster=\"$cluster\"}, namespace)"},
+            {"name": "pod", "type": "query", "query": "label_values(kube_pod_info{namespace=\"$namespace\"}, pod)", "multi": true, "includeAll": true}]},
+        "annotations": {"list": [{"name": "Annotations & Alerts", "builtIn": 1, "enable": true, "hide": true, "type": "dashboard"}]},
+        "panels": ((0..20).map(|i| panel(i, d)).collect::<Vec<_>>()),
+    })
+}
+
+fn rss(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| "n/a".into())
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = 0;
+    for d in 0..n {
+        let folder = dir.path().join(format!("team-{:02}", d % 20));
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        let text = serde_json::to_string_pretty(&dashboard(d)).expect("json");
+        bytes += text.len();
+        std::fs::write(folder.join(format!("d{d:05}.json")), text).expect("write");
+    }
+    println!(
+        "{n} dashboards, {:.1} KB average JSON, {:.1} MB total",
+        bytes as f64 / n as f64 / 1024.0,
+        bytes as f64 / 1e6
+    );
+
+    let sim = Sim::start(SimOptions::default()).await.expect("sim");
+    sim.seed_dir(dir.path()).expect("seed");
+    println!(
+        "after seeding the simulator: VmRSS {} (VmHWM {})",
+        rss("VmRSS:"),
+        rss("VmHWM:")
+    );
+    std::env::set_var("PLUMB_BENCH_TOKEN", "sim-viewer-token");
+    let mut ctx = Ctx::new("bench", std::env::temp_dir());
+    ctx.timeout = Duration::from_secs(600);
+
+    for concurrency in [1, 8] {
+        let p = plumb_grafana::build(
+            &json!({"url": sim.url(), "token_env": "PLUMB_BENCH_TOKEN", "concurrency": concurrency}),
+            Path::new("."),
+        )
+        .expect("build");
+        let t = Instant::now();
+        let desired = p.desired(dir.path(), dir.path(), &ctx).expect("desired");
+        let t_desired = t.elapsed();
+        let hwm_before_live = rss("VmHWM:");
+        sim.reset_requests();
+        let t = Instant::now();
+        let live = p.live(&desired, &ctx).await.expect("live");
+        let t_live = t.elapsed();
+        let requests = sim.total_requests();
+        let t = Instant::now();
+        let mut drift = 0;
+        for d in &desired.resources {
+            let Some(l) = live.resources.iter().find(|l| l.id == d.id) else {
+                drift += 1;
+                continue;
+            };
+            let (mut dv, mut lv) = (d.body(), l.body());
+            p.normalize(Pair {
+                id: &d.id,
+                kind: &d.kind,
+                desired: Some(&mut dv),
+                live: Some(&mut lv),
+            });
+            if dv != lv {
+                drift += 1;
+            }
+        }
+        let t_compare = t.elapsed();
+        println!(
+            "concurrency {concurrency}: desired {:.2}s, live {:.2}s ({requests} requests), compare {:.2}s, drift {drift}, VmHWM before live {hwm_before_live}, after {}",
+            t_desired.as_secs_f64(),
+            t_live.as_secs_f64(),
+            t_compare.as_secs_f64(),
+            rss("VmHWM:")
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! `plumb serve` as a process: scheduled audits of an exec target, the
+//! metrics, the JSON API with its token rules, the status page, a break-glass
+//! suspension, a live change picked up by the next audit, and a clean exit
+//! on SIGTERM.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(dir: &Path) -> Serve {
+    let port = free_port();
+    let config = format!(
+        "source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", token_env: PLUMB_TEST_API_TOKEN }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"* * * * * *\"\n    labels: {{ team: platform }}\n    connection: {{ command: [cat, live.json], sensitive_paths: [/password] }}\n"
+    );
+    std::fs::write(dir.join("plumb.yaml"), config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["serve", "-c"])
+        .arg(dir.join("plumb.yaml"))
+        .env("PLUMB_TEST_API_TOKEN", "t0ken-for-tests")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Serve {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_audits_on_schedule_and_answers_metrics_api_and_page() {
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("desired/app")).unwrap();
+    std::fs::write(
+        dir.path().join("desired/app/users.yaml"),
+        "id: user/a\nrole: admin\npassword: hunter2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("live.json"),
+        r#"[{"id": "user/a", "role": "owner", "password": "hunter3"}]"#,
+    )
+    .unwrap();
+    let serve = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = serve.base.clone();
+
+    wait_for("readyz", async || {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+
+    // The first audit shows drift.
+    let exit_code = "plumb_plan_exit_code{provider=\"exec\",target=\"app\",team=\"platform\"}";
+    wait_for("drift in /metrics", async || {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric(&text, exit_code) == Some(2.0)
+    })
+    .await;
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("plumb_run_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("plumb_build_info{version="), "{text}");
+    assert!(
+        metric(
+            &text,
+            "plumb_drift_since_timestamp_seconds{target=\"app\",team=\"platform\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(!text.contains("hunter"), "a secret in /metrics");
+
+    // The JSON API needs the token, since one is configured.
+    assert_eq!(
+        http.get(format!("{base}/api/v1/targets"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("t0ken-for-tests");
+    let targets: serde_json::Value = auth(http.get(format!("{base}/api/v1/targets")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(targets["targets"][0]["name"], "app");
+    assert_eq!(targets["targets"][0]["state"], "drift");
+    let plan: serde_json::Value = auth(http.get(format!("{base}/api/v1/targets/app/plan")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["changes"][0]["id"], "user/a");
+    assert!(!plan.to_string().contains("hunter"), "a secret in the plan API");
+    assert_eq!(
+        auth(http.get(format!("{base}/api/v1/targets/nope/plan")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // POST: 401 without the token, 404 for an unknown target, 202 with it.
+    assert_eq!(
+        http.post(format!("{base}/api/v1/targets/app/run"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        auth(http.post(format!("{base}/api/v1/targets/nope/run")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        auth(http.post(format!("{base}/api/v1/targets/app/run")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+
+    // Break-glass: recorded and shown.
+    let bad = auth(http.post(format!("{base}/api/v1/targets/app/suspend")))
+        .body("{\"until\": \"soon\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ok = auth(http.post(format!("{base}/api/v1/targets/app/suspend")))
+        .body(r#"{"until": "2099-01-01", "reason": "INC-7 incident"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let page = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("Reconcile suspended") && page.contains("INC-7 incident"),
+        "{page}"
+    );
+    assert!(page.contains("user/a") && page.contains("-role: owner"), "{page}");
+    assert!(
+        !page.contains("<script") && !page.contains("src="),
+        "the page loads nothing from elsewhere"
+    );
+    assert!(!page.contains("hunter"));
+
+    // Fix the live system: a later scheduled audit sees it in sync.
+    std::fs::write(
+        dir.path().join("live.json"),
+        r#"[{"id": "user/a", "role": "admin", "password": "hunter2"}]"#,
+    )
+    .unwrap();
+    wait_for("in sync in /metrics", async || {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric(&text, exit_code) == Some(0.0)
+    })
+    .await;
+
+    // Every audit went to the history.
+    let history = dir.path().join("plumb-history/app");
+    assert!(history.exists(), "no history written");
+
+    // SIGTERM: a clean, prompt exit.
+    let mut serve = serve;
+    let pid = serve.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_schedule_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("desired")).unwrap();
+    std::fs::write(
+        dir.path().join("plumb.yaml"),
+        "source: { dir: ./desired }\ntargets:\n  - name: app\n    provider: exec\n    schedule: \"0 9 * *\"\n    connection: { command: [cat] }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["serve", "-c"])
+        .arg(dir.path().join("plumb.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plumb.yaml:3") && stderr.contains("has 4 fields"),
+        "{stderr}"
+    );
+}

@@ -36,4 +36,12 @@ fi
 export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-plumb tests}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-tests@plumb.invalid}"
 export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-plumb tests}" GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-tests@plumb.invalid}"
 
+# One TLS crypto provider: aws-lc-rs next to ring would make the first TLS
+# client panic unless plumb installs one (it does), and costs a C build.
+if cargo tree --workspace --locked -i aws-lc-sys >/dev/null 2>&1; then
+  echo "aws-lc-sys is in the dependency tree; plumb uses rustls with ring only:" >&2
+  cargo tree --workspace -i aws-lc-sys >&2
+  exit 1
+fi
+
 cargo test --workspace --locked "$@"

@@ -1,12 +1,16 @@
-//! `plumb demo`: unpacks the bundled example (examples/demo) into a
-//! directory, runs a plan against its live systems, seeded with drift of
-//! every kind (create, update, delete, unmanaged, an acknowledgement and a
-//! masked secret), and shows the plan and the metrics an audit exports.
-//! Each provider adds its simulator here as it lands.
+//! `plumb demo`: unpacks the bundled example (examples/demo), starts the
+//! built-in simulators of a Kubernetes API server, a Grafana and a Mimir
+//! ruler on loopback, loads each with the example's desired state, changes
+//! a few things by hand the way people do (`kubectl set image`, an edit in
+//! the Grafana UI, a tweaked alert threshold, a debug pod left behind), and
+//! prints the plan: drift of every kind, who made it, and a masked secret.
+//! Exec targets over JSON files show the plugin protocol. Without `--once`
+//! it then shows the metrics such an audit exports.
 
 use std::path::Path;
 
 use anyhow::Context;
+use serde_json::json;
 
 use crate::audit::{Auditor, SourceOverride};
 use crate::cli::DemoArgs;
@@ -42,6 +46,22 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../examples/demo/desired/flags/flags.yaml"),
     ),
     (
+        "desired/cluster/shop.yaml",
+        include_str!("../examples/demo/desired/cluster/shop.yaml"),
+    ),
+    (
+        "desired/dashboards/shop/_folder.yaml",
+        include_str!("../examples/demo/desired/dashboards/shop/_folder.yaml"),
+    ),
+    (
+        "desired/dashboards/shop/cart-latency.json",
+        include_str!("../examples/demo/desired/dashboards/shop/cart-latency.json"),
+    ),
+    (
+        "desired/rules/shop.yaml",
+        include_str!("../examples/demo/desired/rules/shop.yaml"),
+    ),
+    (
         "live/accounts.json",
         include_str!("../examples/demo/live/accounts.json"),
     ),
@@ -51,6 +71,9 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("live/flags.json", include_str!("../examples/demo/live/flags.json")),
 ];
+
+/// The demo's Grafana simulator token (not a secret: the simulator's own).
+const GRAFANA_TOKEN_ENV: &str = "PLUMB_DEMO_GRAFANA_TOKEN";
 
 /// Writes the example below `dir`.
 pub fn unpack(dir: &Path) -> anyhow::Result<()> {
@@ -62,6 +85,97 @@ pub fn unpack(dir: &Path) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The running simulators; they stop when this is dropped.
+pub struct Simulators {
+    pub kubernetes: plumb_kubernetes::sim::Sim,
+    pub grafana: plumb_grafana::sim::Sim,
+    pub ruler: plumb_prometheus::sim::Simulator,
+}
+
+/// Starts the simulators, loads the desired state below `dir/desired`,
+/// changes things by hand, and adds their targets to `dir/plumb.yaml`.
+pub async fn start_simulators(dir: &Path) -> anyhow::Result<Simulators> {
+    let desired = dir.join("desired");
+
+    // Kubernetes: everything applied as `kubectl` would, then hand edits.
+    let kubernetes = plumb_kubernetes::sim::start_seeded(&desired.join("cluster"))
+        .await
+        .context("starting the Kubernetes API simulator")?;
+    kubernetes
+        .edit("apps/v1", "Deployment", Some("shop"), "cart", "kubectl-set", |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("registry.example.com/cart:2.1.1-hotfix");
+        })
+        .context("editing the cart Deployment")?;
+    kubernetes
+        .edit("v1", "Secret", Some("shop"), "cart-db", "kubectl-edit", |s| {
+            // "hunter2", base64: a changed secret shows only as a changed digest.
+            s["data"]["password"] = json!("aHVudGVyMg==");
+        })
+        .context("editing the cart-db Secret")?;
+    kubernetes
+        .delete("v1", "Service", Some("shop"), "cart")
+        .context("deleting the cart Service")?;
+    kubernetes
+        .apply_as(
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "debug-shell", "namespace": "shop"},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "debug"}},
+                         "template": {"metadata": {"labels": {"app": "debug"}},
+                                      "spec": {"containers": [{"name": "sh", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}}}
+            }),
+            "kubectl-client-side-apply",
+            false,
+        )
+        .context("adding a debug Deployment")?;
+    std::fs::write(dir.join("kubeconfig.yaml"), kubernetes.kubeconfig_yaml(None)).context("writing kubeconfig.yaml")?;
+
+    // Grafana: a dashboard edited in the UI, and one nobody put in Git.
+    let grafana = plumb_grafana::sim::Sim::start(plumb_grafana::sim::SimOptions::default())
+        .await
+        .context("starting the Grafana simulator")?;
+    grafana
+        .seed_dir(&desired.join("dashboards"))
+        .context("loading dashboards into the Grafana simulator")?;
+    grafana.edit_dashboard("cart-latency", "alice", |d| {
+        d["title"] = json!("Cart latency (tweaked)");
+        d["refresh"] = json!("5s");
+    });
+    grafana.put_dashboard(
+        "shop",
+        json!({"uid": "scratch", "title": "Scratch pad", "panels": [], "schemaVersion": 39}),
+        "bob",
+    );
+    std::env::set_var(GRAFANA_TOKEN_ENV, "sim-admin-token");
+
+    // A Mimir ruler: someone raised an alert threshold.
+    let ruler = plumb_prometheus::sim::Simulator::start_seeded(&desired.join("rules"), "demo")
+        .await
+        .context("starting the ruler simulator")?;
+    ruler.edit_expr(
+        "demo",
+        "shop",
+        "cart",
+        "CartHighErrorRate",
+        "sum(rate(http_requests_total{job=\"cart\",code=~\"5..\"}[5m])) / sum(rate(http_requests_total{job=\"cart\"}[5m])) > 0.5",
+    );
+
+    let extra = format!(
+        "  - name: cluster\n    provider: kubernetes\n    path: cluster\n    labels: {{ team: platform }}\n    connection: {{ kubeconfig: kubeconfig.yaml, namespace: shop }}\n  - name: dashboards\n    provider: grafana\n    path: dashboards\n    labels: {{ team: observability }}\n    connection: {{ url: \"{}\", token_env: {GRAFANA_TOKEN_ENV} }}\n  - name: rules\n    provider: prometheus\n    path: rules\n    labels: {{ team: observability }}\n    connection: {{ ruler_url: \"{}\", tenant: demo }}\n",
+        grafana.url(),
+        ruler.url()
+    );
+    let config = dir.join("plumb.yaml");
+    let mut text = std::fs::read_to_string(&config).context("reading the demo's plumb.yaml")?;
+    text.push_str(&extra);
+    std::fs::write(&config, text).context("writing the demo's plumb.yaml")?;
+    Ok(Simulators {
+        kubernetes,
+        grafana,
+        ruler,
+    })
 }
 
 pub async fn run(args: &DemoArgs, registry: &Registry) -> anyhow::Result<i32> {
@@ -76,6 +190,7 @@ pub async fn run(args: &DemoArgs, registry: &Registry) -> anyhow::Result<i32> {
         }
     };
     unpack(&dir)?;
+    let _simulators = start_simulators(&dir).await?;
     let config = Config::load(&dir.join("plumb.yaml"))?;
     let auditor = Auditor::new(&config, registry)?;
     let targets = auditor.select(&[])?;
@@ -88,17 +203,19 @@ pub async fn run(args: &DemoArgs, registry: &Registry) -> anyhow::Result<i32> {
     if !args.once {
         let gauges = crate::metrics::gauges(&config, &plan, &state)?;
         println!("\nThe metrics this audit exports (what Prometheus scrapes):\n");
-        for line in gauges.lines().filter(|l| !l.starts_with('#')) {
+        for line in gauges.lines().filter(|l| {
+            l.starts_with("plumb_plan_exit_code") || l.starts_with("plumb_drifted_resources") && !l.ends_with(" 0")
+        }) {
             println!("  {line}");
         }
         match &args.dir {
             Some(dir) => println!(
-                "\nTry it by hand: cd {} && plumb plan --format json, or edit live/*.json and plan again.",
+                "\nThe simulators stop with the demo. To try the file-based targets by hand: cd {} && plumb plan --target accounts",
                 dir.display()
             ),
             None => println!(
                 "\nThe example was unpacked into a temporary directory that is now removed; \
-                 `plumb demo --dir ./plumb-demo` keeps it, to edit and plan again by hand."
+                 `plumb demo --dir ./plumb-demo` keeps it."
             ),
         }
     }

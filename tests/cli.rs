@@ -1461,10 +1461,26 @@ fn the_demo_shows_every_kind_of_change() {
         "- user/dave (delete)",
         "? service/debug-shell (unmanaged)",
         "(sensitive, hmac-sha256:",
+        // The simulators, with hand-made drift of each kind.
+        "cluster (kubernetes): drift",
+        "~ apps/v1/Deployment/shop/cart (update), last changed by kubectl-set",
+        "paths: /spec/template/spec/containers[name=cart]/image",
+        "+ core/v1/Service/shop/cart (create)",
+        "? apps/v1/Deployment/shop/debug-shell (unmanaged)",
+        "~ core/v1/Secret/shop/cart-db (update), last changed by kubectl-edit",
+        "dashboards (grafana): drift",
+        "~ dashboard/cart-latency (update), last changed by alice",
+        "? dashboard/scratch (unmanaged)",
+        "rules (prometheus): drift",
+        "~ rule/shop/cart/CartHighErrorRate (update)",
+        "Plan: 2 to create, 6 to update, 1 to delete, 3 unmanaged.",
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
     assert!(!text.contains("alice-key-LEAKED"), "{text}");
+    for secret in ["hunter2", "aHVudGVyMg", "correct-horse", "Y29ycmVjdC1ob3Jz"] {
+        assert!(!text.contains(secret), "secret {secret} in\n{text}");
+    }
     assert!(!text.contains('\x1b'));
 }
 

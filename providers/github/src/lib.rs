@@ -1,0 +1,1 @@
+//! plumb's GitHub provider (being written).

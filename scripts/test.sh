@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 # Debian packages the build and the tests use for real:
 #   git                 real repositories, `git daemon`, `git http-backend`
 #   pkg-config libssl-dev  libgit2's HTTPS transport
-#   prometheus          a real Prometheus (and promtool) for the rules provider
-apt_packages=(git pkg-config libssl-dev prometheus)
+#   prometheus          a real Prometheus (and promtool) for the rules provider,
+#                       the shipped alert rules and the serve end-to-end test
+#   prometheus-alertmanager  a real Alertmanager (and amtool) for serve's alerts
+#   chromium            a real headless browser for serve's status page
+#   openssh-server      a real sshd for the Git source over ssh
+apt_packages=(git pkg-config libssl-dev prometheus prometheus-alertmanager chromium openssh-server)
 
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -271,6 +271,7 @@ impl<'a> Auditor<'a> {
             }
         };
         ctx.commit = checkout.info.commit.clone();
+        ctx.commit_subject = checkout.info.subject.clone();
         run.ctx = ctx.clone();
         let dir = checkout.root.join(&spec.path);
         if !dir.is_dir() {

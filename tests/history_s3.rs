@@ -230,3 +230,73 @@ fn a_store_that_is_gone_loses_nothing_of_the_plan() {
     );
     assert!(stderr.contains("history record of app not written"), "{stderr}");
 }
+
+/// `plumb serve` with its history in S3: the store dies mid-run; audits go
+/// on, the failed writes are counted, and what was written stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_auditing_when_the_store_dies_and_counts_the_failures() {
+    plumb::install_crypto_provider();
+    credentials();
+    let mut moto = start_moto();
+    create_bucket(&moto.endpoint, "serve").await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("desired/app")).unwrap();
+    std::fs::write(root.join("desired/app/a.yaml"), "id: user/a\nrole: admin\n").unwrap();
+    std::fs::write(root.join("live.json"), r#"[{"id": "user/a", "role": "owner"}]"#).unwrap();
+    let port = free_port();
+    let text = format!(
+        "source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\" }}\nhistory:\n  s3: {{ bucket: serve, prefix: plumb/, region: eu-west-1, endpoint: \"{}\" }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"* * * * * *\"\n    connection: {{ command: [cat, live.json] }}\n",
+        moto.endpoint
+    );
+    std::fs::write(root.join("plumb.yaml"), text).unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["serve", "-c"])
+        .arg(root.join("plumb.yaml"))
+        .env("AWS_ACCESS_KEY_ID", "plumb-test")
+        .env("AWS_SECRET_ACCESS_KEY", "plumb-test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let value = |text: &str, name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let store = S3Store::connect(&spec(&moto.endpoint, "serve")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.list("app/").await.map(|k| k.len()).unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "serve wrote no records to S3");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = store.list("app/").await.unwrap();
+
+    // The store goes away.
+    let _ = moto.child.kill();
+    let _ = moto.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_run_then = None;
+    loop {
+        assert!(Instant::now() < deadline, "no history failure counted");
+        if let Ok(r) = http.get(&metrics).send().await {
+            let text = r.text().await.unwrap_or_default();
+            let failures = value(&text, "plumb_history_write_failures_total").unwrap_or(0.0);
+            let last_run = value(&text, "plumb_last_run_timestamp_seconds{target=\"app\"}");
+            assert_eq!(value(&text, "plumb_plan_exit_code{provider=\"exec\",target=\"app\"}"), Some(2.0), "{text}");
+            if failures >= 1.0 {
+                match last_run_then {
+                    None => last_run_then = last_run,
+                    Some(then) if last_run > Some(then) => break, // audits go on after the failure
+                    Some(_) => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(serve.try_wait().unwrap().is_none(), "serve stopped");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(before.len() >= 2);
+}

@@ -367,6 +367,8 @@ pub struct Ctx {
     /// The commit being audited or applied, for messages such as a Grafana
     /// save message.
     pub commit: Option<String>,
+    /// That commit's subject line, for the same messages.
+    pub commit_subject: Option<String>,
     /// Upper bound for one live call; providers must not hang past it.
     pub timeout: Duration,
     /// Provider-specific guards from the target's policy (`required_admins`,
@@ -380,6 +382,7 @@ impl Ctx {
             target: target.into(),
             cache_dir: cache_dir.into(),
             commit: None,
+            commit_subject: None,
             timeout: Duration::from_secs(60),
             guards: BTreeMap::new(),
         }

@@ -151,9 +151,13 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Print the plan and exit.
+    /// Print the plan and exit (without it the demo goes on serving the
+    /// status page and metrics until interrupted).
     #[arg(long)]
     pub once: bool,
+    /// Where the demo's daemon listens.
+    #[arg(long, default_value = "127.0.0.1:9469")]
+    pub listen: String,
     /// Where to unpack the demo (default: a new temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -163,7 +163,7 @@ pub async fn start_simulators(dir: &Path) -> anyhow::Result<Simulators> {
     );
 
     let extra = format!(
-        "  - name: cluster\n    provider: kubernetes\n    path: cluster\n    labels: {{ team: platform }}\n    connection: {{ kubeconfig: kubeconfig.yaml, namespace: shop }}\n  - name: dashboards\n    provider: grafana\n    path: dashboards\n    labels: {{ team: observability }}\n    connection: {{ url: \"{}\", token_env: {GRAFANA_TOKEN_ENV} }}\n  - name: rules\n    provider: prometheus\n    path: rules\n    labels: {{ team: observability }}\n    connection: {{ ruler_url: \"{}\", tenant: demo }}\n",
+        "  - name: cluster\n    provider: kubernetes\n    path: cluster\n    labels: {{ team: platform }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ kubeconfig: kubeconfig.yaml, namespace: shop }}\n  - name: dashboards\n    provider: grafana\n    path: dashboards\n    labels: {{ team: observability }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ url: \"{}\", token_env: {GRAFANA_TOKEN_ENV} }}\n  - name: rules\n    provider: prometheus\n    path: rules\n    labels: {{ team: observability }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ ruler_url: \"{}\", tenant: demo }}\n",
         grafana.url(),
         ruler.url()
     );
@@ -203,21 +203,26 @@ pub async fn run(args: &DemoArgs, registry: &Registry) -> anyhow::Result<i32> {
     if !args.once {
         let gauges = crate::metrics::gauges(&config, &plan, &state)?;
         println!("\nThe metrics this audit exports (what Prometheus scrapes):\n");
-        for line in gauges.lines().filter(|l| {
-            l.starts_with("plumb_plan_exit_code") || l.starts_with("plumb_drifted_resources") && !l.ends_with(" 0")
-        }) {
+        for line in gauges
+            .lines()
+            .filter(|l| l.starts_with("plumb_plan_exit_code") || l.starts_with("plumb_drifted_resources") && !l.ends_with(" 0"))
+        {
             println!("  {line}");
         }
-        match &args.dir {
-            Some(dir) => println!(
-                "\nThe simulators stop with the demo. To try the file-based targets by hand: cd {} && plumb plan --target accounts",
-                dir.display()
-            ),
-            None => println!(
-                "\nThe example was unpacked into a temporary directory that is now removed; \
-                 `plumb demo --dir ./plumb-demo` keeps it."
-            ),
-        }
+        // Now the daemon, against the same simulators, every 10 seconds.
+        let config_path = dir.join("plumb.yaml");
+        let text = std::fs::read_to_string(&config_path)?.replace("listen: 127.0.0.1:9469", &format!("listen: {}", args.listen));
+        std::fs::write(&config_path, text)?;
+        println!(
+            "\nServing the status page on http://{listen}/ and metrics on http://{listen}/metrics; audits every 10 s.\n\
+             Change a live system and watch the next audit pick it up, for example:\n  \
+             kubectl --kubeconfig {dir}/kubeconfig.yaml -n shop set env deployment/cart LOG_LEVEL=debug\n  \
+             edit {dir}/live/flags.json\n\
+             Ctrl-C stops the demo.",
+            listen = args.listen,
+            dir = dir.display()
+        );
+        return crate::serve::serve(&config_path, registry.clone()).await;
     }
     // The demo is seeded with drift on purpose; it fails only when a target
     // could not be audited.

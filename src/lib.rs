@@ -3,6 +3,7 @@
 //! crates under `providers/` and meet the core only through `plumb-model`.
 //! docs/ARCHITECTURE.md walks through the data flow.
 
+pub mod alert;
 pub mod apply;
 pub mod audit;
 pub mod cli;

@@ -81,6 +81,11 @@ pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, pro
         &["url".into(), "ref".into(), "commit".into()],
     )?;
     let build_info = gauge("plumb_build_info", "plumb's version.", &["version".into()])?;
+    let ack_expiry = gauge(
+        "plumb_acknowledgement_expiry_timestamp_seconds",
+        "When an acknowledgement of known drift lapses (its `until`), for the expiring-soon alert.",
+        &with(&["target", "id"]),
+    )?;
 
     for t in &plan.targets {
         let spec = config.target(&t.name);
@@ -115,6 +120,23 @@ pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, pro
         set(&drift_since, &[&t.name], st.drift_since.unwrap_or(0) as f64);
         set(&last_run, &[&t.name], st.last_run.unwrap_or(0) as f64);
         set(&last_success, &[&t.name], st.last_success.unwrap_or(0) as f64);
+        // `until` is read as in the policy (a date means the end of that day
+        // in the target's timezone); one series per acknowledged id, the
+        // latest `until` when several rules cover it.
+        let tz = spec
+            .and_then(|s| s.timezone.as_deref())
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(chrono_tz::UTC);
+        let mut expiries: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        for ack in &t.acknowledged {
+            if let Ok(until) = crate::policy::parse_until(&ack.until, tz) {
+                let e = expiries.entry(ack.id.as_str()).or_insert(i64::MIN);
+                *e = (*e).max(until.timestamp());
+            }
+        }
+        for (id, until) in expiries {
+            set(&ack_expiry, &[&t.name, id], until as f64);
+        }
     }
     source_success
         .with_label_values(&[] as &[&str])

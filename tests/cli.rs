@@ -1711,3 +1711,54 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_demo_serves_until_terminated() {
+    let fx = Fixture::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .current_dir(fx.root())
+        .args(["demo", "--listen", &listen, "--dir"])
+        .arg(fx.path("demo"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metrics = loop {
+        assert!(std::time::Instant::now() < deadline, "the demo never served six audited targets");
+        if let Some(text) = get("/metrics") {
+            if text.matches("plumb_plan_exit_code{").count() == 6 {
+                break text;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    for target in ["cluster", "dashboards", "rules", "accounts", "services"] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("plumb_plan_exit_code{") && l.contains(&format!("target=\"{target}\"")) && l.ends_with(" 2")),
+            "{target} not drifting in\n{metrics}"
+        );
+    }
+    let page = get("/").unwrap();
+    assert!(page.contains("apps/v1/Deployment/shop/cart"), "{page}");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "demo exited with {status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the demo did not stop on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

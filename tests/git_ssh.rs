@@ -97,7 +97,7 @@ fn ssh_with_a_key_and_a_verified_host_key_checks_out_the_commit() {
     let commit = git(&work, &["rev-parse", "HEAD"]);
     run(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(root.join("origin.git")));
 
-    let user = run(&mut Command::new("id").arg("-un"));
+    let user = run(Command::new("id").arg("-un"));
     let spec = |known: std::path::PathBuf| GitSpec {
         url: format!("ssh://{user}@127.0.0.1:{port}{}", root.join("origin.git").display()),
         reference: "main".into(),

@@ -267,3 +267,83 @@ fn serve_refuses_a_bad_schedule_at_load() {
         "{stderr}"
     );
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A signed push event fetches and audits at once; a bad signature is 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_webhook_fetches_and_audits_now() {
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = root.join("repo");
+    std::fs::create_dir_all(repo.join("app")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("app/users.yaml"), "id: user/a\nrole: admin\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    std::fs::write(root.join("live.json"), r#"[{"id": "user/a", "role": "admin"}]"#).unwrap();
+    let port = free_port();
+    let config = format!(
+        "source:\n  git: {{ url: {}, ref: main, poll: 1h }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", webhook_secret_env: PLUMB_TEST_HOOK_SECRET }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"0 0 1 1 *\"\n    connection: {{ command: [cat, live.json] }}\n",
+        repo.display()
+    );
+    std::fs::write(root.join("plumb.yaml"), config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["serve", "-c"])
+        .arg(root.join("plumb.yaml"))
+        .env("PLUMB_TEST_HOOK_SECRET", "s3cret-hook")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serve = Serve { child, base: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let exit_code = "plumb_plan_exit_code{provider=\"exec\",target=\"app\"}";
+    wait_for("the start-up audit", async || {
+        let Ok(r) = http.get(format!("{base}/metrics")).send().await else { return false };
+        metric(&r.text().await.unwrap_or_default(), exit_code) == Some(0.0)
+    })
+    .await;
+
+    // Git moves on; the poll is an hour away.
+    std::fs::write(repo.join("app/users.yaml"), "id: user/a\nrole: owner\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "promote"]);
+    let new_commit = git(&repo, &["rev-parse", "HEAD"]);
+    let body = br#"{"ref": "refs/heads/main"}"#.to_vec();
+    let hook = format!("{base}/api/v1/webhook/git");
+    let unsigned = http.post(&hook).body(body.clone()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let forged = http.post(&hook).header("X-Hub-Signature-256", sign("wrong", &body)).body(body.clone()).send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let signed = http.post(&hook).header("X-Hub-Signature-256", sign("s3cret-hook", &body)).body(body).send().await.unwrap();
+    assert_eq!(signed.status(), 202);
+
+    wait_for("the audit of the pushed commit", async || {
+        let Ok(r) = http.get(format!("{base}/metrics")).send().await else { return false };
+        let text = r.text().await.unwrap_or_default();
+        metric(&text, exit_code) == Some(2.0) && text.contains(&new_commit)
+    })
+    .await;
+}

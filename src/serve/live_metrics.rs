@@ -22,6 +22,7 @@ struct Series {
     reconcile: CounterVec,
     skipped: CounterVec,
     history_failures: IntCounter,
+    alert_failures: IntCounter,
     source_info: Option<SourceInfo>,
 }
 
@@ -83,6 +84,11 @@ fn build(config: &Config) -> Result<Series, prometheus::Error> {
     registry.register(Box::new(reconcile.clone()))?;
     registry.register(Box::new(skipped.clone()))?;
     registry.register(Box::new(history_failures.clone()))?;
+    let alert_failures = IntCounter::new(
+        "plumb_alertmanager_push_failures_total",
+        "Pushes of alerts to an Alertmanager peer that failed after retries.",
+    )?;
+    registry.register(Box::new(alert_failures.clone()))?;
     let labels = config
         .targets
         .iter()
@@ -102,6 +108,7 @@ fn build(config: &Config) -> Result<Series, prometheus::Error> {
         reconcile,
         skipped,
         history_failures,
+        alert_failures,
         source_info: None,
     })
 }
@@ -174,6 +181,10 @@ impl LiveMetrics {
 
     pub fn history_failed(&self) {
         self.with(|s| s.history_failures.inc());
+    }
+
+    pub fn alert_failed(&self) {
+        self.with(|s| s.alert_failures.inc());
     }
 
     pub fn source_fetched(&self, info: &SourceInfo) {

@@ -103,6 +103,8 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
     /// Tells the schedulers of the configuration in force to stop (SIGHUP).
     generation: watch::Sender<u64>,
+    /// Direct pushes to Alertmanager (`alerting.alertmanager.urls`).
+    pub alerter: crate::alert::Alerter,
 }
 
 fn source_key(spec: &SourceSpec) -> String {
@@ -123,6 +125,7 @@ impl Daemon {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let metrics = LiveMetrics::new(&loaded.config)?;
+        let alerter = crate::alert::Alerter::new(&alertmanager_urls(&loaded.config))?;
         let daemon = Arc::new(Daemon {
             config_path: config_path.to_path_buf(),
             registry,
@@ -136,6 +139,7 @@ impl Daemon {
             ready: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             generation: watch::channel(0).0,
+            alerter,
         });
         daemon.sync_targets();
         Ok(daemon)
@@ -192,6 +196,7 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         tracing::info!(address = %listen, "plumb serve listening");
         self.clone().start_loops();
+        tokio::spawn(self.clone().resend_alerts());
         self.ready.store(true, Ordering::SeqCst);
 
         let signals = tokio::spawn(self.clone().watch_signals());
@@ -255,6 +260,7 @@ impl Daemon {
                     Ok(mut l) => *l = Arc::new(loaded),
                     Err(p) => *p.into_inner() = Arc::new(loaded),
                 }
+                self.alerter.set_urls(&alertmanager_urls(&self.loaded().config));
                 self.sync_targets();
                 self.generation.send_modify(|g| *g += 1);
                 self.clone().start_loops();
@@ -391,6 +397,22 @@ impl Daemon {
         }
     }
 
+    /// A push arrived: fetch every Git source now, then audit every target.
+    /// Returns how many audits started.
+    pub async fn on_push(self: Arc<Self>) -> usize {
+        let loaded = self.loaded();
+        let mut seen = std::collections::HashSet::new();
+        let mut specs = vec![loaded.config.source.clone()];
+        specs.extend(loaded.config.targets.iter().filter_map(|t| t.source.clone()));
+        for spec in specs {
+            if spec.git.is_some() && seen.insert(source_key(&spec)) {
+                self.fetch(&spec).await;
+            }
+        }
+        let names: Vec<String> = loaded.config.targets.iter().map(|t| t.name.clone()).collect();
+        names.iter().filter(|n| self.clone().trigger(n)).count()
+    }
+
     /// Starts an audit of `name` unless one is running; returns whether it
     /// started.
     pub fn trigger(self: Arc<Self>, name: &str) -> bool {
@@ -497,6 +519,7 @@ impl Daemon {
         if !crate::commands::record_history(&loaded.config, &plan, std::slice::from_ref(&run), &by_target).await {
             self.metrics.history_failed();
         }
+        self.push_alerts(&spec, &run.plan).await;
         let mut targets = Self::lock(&self.targets);
         if let Some(status) = targets.get_mut(name) {
             status.last_run = Some(plan.finished_at);
@@ -557,13 +580,100 @@ impl Daemon {
         }
     }
 
+    /// The state for metrics. With a Git source, its last success is when
+    /// a fetch last worked, not when an audit last ran: audits go on with
+    /// the last good commit during an outage, and
+    /// `plumb_source_last_success_timestamp_seconds` must show the outage.
     pub fn state(&self) -> State {
-        Self::lock(&self.state).clone()
+        let mut state = Self::lock(&self.state).clone();
+        let loaded = self.loaded();
+        if loaded.config.source.git.is_some() {
+            state.source_last_success = Self::lock(&self.sources)
+                .get(&source_key(&loaded.config.source))
+                .and_then(|s| s.last_success)
+                .map(|t| t.timestamp());
+        }
+        state
+    }
+
+    /// The status page's address, for links in alerts: `PLUMB_EXTERNAL_URL`
+    /// when set (behind a proxy or a Service), else the listen address with
+    /// an unspecified host replaced by this host's name.
+    pub fn page_url(&self) -> String {
+        if let Ok(u) = std::env::var("PLUMB_EXTERNAL_URL") {
+            if !u.trim().is_empty() {
+                return u.trim().trim_end_matches('/').to_string();
+            }
+        }
+        let listen = self
+            .loaded()
+            .config
+            .server
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:9469".into());
+        let host_name = || {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into())
+        };
+        let address = match listen.rsplit_once(':') {
+            Some(("0.0.0.0" | "[::]" | "", port)) => format!("{}:{port}", host_name()),
+            _ => listen,
+        };
+        format!("http://{address}")
+    }
+
+    /// After an audit: the target's alerts to every Alertmanager peer.
+    async fn push_alerts(&self, spec: &TargetSpec, plan: &TargetPlan) {
+        if !self.alerter.has_peers() {
+            return;
+        }
+        let now = Utc::now();
+        let firing = crate::alert::firing(spec, plan, &self.page_url(), now);
+        let batch = self.alerter.update(&spec.name, firing, now);
+        for e in self.alerter.send(&batch).await {
+            self.metrics.alert_failed();
+            tracing::warn!(target = %spec.name, error = %e, "could not push alerts to an Alertmanager peer");
+        }
+    }
+
+    /// Re-sends active alerts between audits, so that a slow schedule does
+    /// not let them lapse, and resolves those of removed targets.
+    async fn resend_alerts(self: Arc<Self>) {
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::alert::RESEND_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            if !self.alerter.has_peers() {
+                continue;
+            }
+            let loaded = self.loaded();
+            let names: Vec<&str> = loaded.config.targets.iter().map(|t| t.name.as_str()).collect();
+            let batch = self.alerter.refresh(&names, Utc::now());
+            for e in self.alerter.send(&batch).await {
+                self.metrics.alert_failed();
+                tracing::warn!(error = %e, "could not re-send alerts to an Alertmanager peer");
+            }
+        }
     }
 
     pub fn target_spec(&self, name: &str) -> Option<TargetSpec> {
         self.loaded().config.target(name).cloned()
     }
+}
+
+fn alertmanager_urls(config: &Config) -> Vec<String> {
+    config
+        .alerting
+        .alertmanager
+        .as_ref()
+        .map(|a| a.urls.clone())
+        .unwrap_or_default()
 }
 
 /// `plumb serve`.

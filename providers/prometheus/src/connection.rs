@@ -2,8 +2,8 @@
 //! provider is built so a typo fails `plumb validate`, not the first audit.
 //!
 //! Exactly one backend: `url` (a Prometheus server, optionally with the
-//! `rules_dir` that reconcile writes) or `ruler_url` (a Mimir/Cortex
-//! ruler, optionally with `tenant`).
+//! `rules_dir` that reconcile writes) or `ruler_url` (a Mimir, Cortex or
+//! Loki ruler, chosen by `ruler_flavour`, optionally with `tenant`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +11,31 @@ use std::time::Duration;
 use plumb_model::ProviderError;
 use serde::Deserialize;
 use serde_json::Value;
+
+/// Which ruler API `ruler_url` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulerFlavour {
+    /// Mimir: `<prefix>/config/v1/rules`, prefix `/prometheus`
+    /// (<https://grafana.com/docs/mimir/latest/references/http-api/#ruler>).
+    Mimir,
+    /// Cortex: the same API under `/api/prom`
+    /// (<https://cortexmetrics.io/docs/api/#ruler>).
+    Cortex,
+    /// Loki: `/loki/api/v1/rules`, LogQL expressions, rule state at
+    /// `/prometheus/api/v1/rules`
+    /// (<https://grafana.com/docs/loki/latest/reference/loki-http-api/#ruler>).
+    Loki,
+}
+
+impl RulerFlavour {
+    /// The rule language its groups are read in.
+    pub fn dialect(self) -> crate::rules::Dialect {
+        match self {
+            RulerFlavour::Mimir | RulerFlavour::Cortex => crate::rules::Dialect::Mimir,
+            RulerFlavour::Loki => crate::rules::Dialect::Loki,
+        }
+    }
+}
 
 /// Which live system a target talks to.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,9 +50,13 @@ pub enum Backend {
         url: String,
         /// Sent as `X-Scope-OrgID`.
         tenant: Option<String>,
-        /// The ruler's HTTP prefix before `/config/v1/rules`: `/prometheus`
-        /// for Mimir (default), `/api/prom` for Cortex.
-        prefix: String,
+        flavour: RulerFlavour,
+        /// Path of the configuration API: `<prefix>/config/v1/rules` for
+        /// Mimir (`/prometheus`) and Cortex (`/api/prom`),
+        /// `/loki/api/v1/rules` for Loki.
+        config_path: String,
+        /// Path of the Prometheus-compatible rule state.
+        state_path: String,
     },
 }
 
@@ -54,6 +83,8 @@ struct Raw {
     tenant: Option<String>,
     #[serde(default)]
     ruler_prefix: Option<String>,
+    #[serde(default)]
+    ruler_flavour: Option<String>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -113,8 +144,10 @@ impl Connection {
                 ))
             }
             (Some(url), None) => {
-                if raw.tenant.is_some() || raw.ruler_prefix.is_some() {
-                    return Err(config("`tenant` and `ruler_prefix` apply to `ruler_url` only"));
+                if raw.tenant.is_some() || raw.ruler_prefix.is_some() || raw.ruler_flavour.is_some() {
+                    return Err(config(
+                        "`tenant`, `ruler_prefix` and `ruler_flavour` apply to `ruler_url` only",
+                    ));
                 }
                 Backend::Prometheus {
                     url: check_url("url", &url)?,
@@ -125,10 +158,38 @@ impl Connection {
                 if raw.rules_dir.is_some() {
                     return Err(config("`rules_dir` applies to `url` (a Prometheus server) only"));
                 }
-                let prefix = raw.ruler_prefix.unwrap_or_else(|| "/prometheus".into());
+                let flavour = match raw.ruler_flavour.as_deref() {
+                    None | Some("mimir") => RulerFlavour::Mimir,
+                    Some("cortex") => RulerFlavour::Cortex,
+                    Some("loki") => RulerFlavour::Loki,
+                    Some(other) => {
+                        return Err(config(format!(
+                            "ruler_flavour: expected mimir, cortex or loki, got {other:?}"
+                        )))
+                    }
+                };
+                let default_prefix = match flavour {
+                    RulerFlavour::Mimir => "/prometheus",
+                    RulerFlavour::Cortex => "/api/prom",
+                    RulerFlavour::Loki => {
+                        if raw.ruler_prefix.is_some() {
+                            return Err(config(
+                                "ruler_prefix: Loki's ruler paths are fixed (/loki/api/v1/rules); \
+                                 ruler_prefix applies to mimir and cortex only",
+                            ));
+                        }
+                        ""
+                    }
+                };
+                let prefix = raw.ruler_prefix.unwrap_or_else(|| default_prefix.into());
                 if !(prefix.is_empty() || prefix.starts_with('/')) {
                     return Err(config(format!("ruler_prefix: must start with `/`, got {prefix:?}")));
                 }
+                let prefix = prefix.trim_end_matches('/');
+                let (config_path, state_path) = match flavour {
+                    RulerFlavour::Loki => ("/loki/api/v1/rules".to_string(), "/prometheus/api/v1/rules".to_string()),
+                    _ => (format!("{prefix}/config/v1/rules"), format!("{prefix}/api/v1/rules")),
+                };
                 if raw
                     .tenant
                     .as_deref()
@@ -139,7 +200,9 @@ impl Connection {
                 Backend::Ruler {
                     url: check_url("ruler_url", &url)?,
                     tenant: raw.tenant,
-                    prefix: prefix.trim_end_matches('/').to_string(),
+                    flavour,
+                    config_path,
+                    state_path,
                 }
             }
         };
@@ -180,8 +243,43 @@ mod tests {
             Backend::Ruler {
                 url: "http://m:8080".into(),
                 tenant: Some("t1".into()),
-                prefix: "/prometheus".into()
+                flavour: RulerFlavour::Mimir,
+                config_path: "/prometheus/config/v1/rules".into(),
+                state_path: "/prometheus/api/v1/rules".into(),
             }
+        );
+    }
+
+    #[test]
+    fn flavours_choose_the_paths() {
+        let paths = |c: Value| match Connection::parse(&c, Path::new(".")).unwrap().backend {
+            Backend::Ruler {
+                flavour,
+                config_path,
+                state_path,
+                ..
+            } => (flavour, config_path, state_path),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            paths(json!({"ruler_url": "http://l:3100", "ruler_flavour": "loki"})),
+            (
+                RulerFlavour::Loki,
+                "/loki/api/v1/rules".into(),
+                "/prometheus/api/v1/rules".into()
+            )
+        );
+        assert_eq!(
+            paths(json!({"ruler_url": "http://c", "ruler_flavour": "cortex"})),
+            (
+                RulerFlavour::Cortex,
+                "/api/prom/config/v1/rules".into(),
+                "/api/prom/api/v1/rules".into()
+            )
+        );
+        assert_eq!(
+            paths(json!({"ruler_url": "http://m", "ruler_prefix": "/mimir/"})).1,
+            "/mimir/config/v1/rules"
         );
     }
 
@@ -194,6 +292,18 @@ mod tests {
             (json!({"url": "ftp://a"}), "url: expected an http"),
             (json!({"url": "http://u:p@a"}), "credentials"),
             (json!({"url": "http://a", "tenant": "x"}), "apply to `ruler_url` only"),
+            (
+                json!({"url": "http://a", "ruler_flavour": "loki"}),
+                "apply to `ruler_url` only",
+            ),
+            (
+                json!({"ruler_url": "http://a", "ruler_flavour": "thanos"}),
+                "ruler_flavour: expected",
+            ),
+            (
+                json!({"ruler_url": "http://a", "ruler_flavour": "loki", "ruler_prefix": "/x"}),
+                "Loki's ruler paths are fixed",
+            ),
             (json!({"ruler_url": "http://a", "rules_dir": "x"}), "rules_dir"),
             (json!({"url": "http://a", "timeout": "soon"}), "timeout"),
             (json!(["x"]), "expected a mapping"),

@@ -1,21 +1,25 @@
 //! plumb's Prometheus rules provider: alerting and recording rules kept in
 //! Git (rule files and Prometheus Operator `PrometheusRule` objects),
-//! audited against a Prometheus server (`/api/v1/rules`) or a
-//! Mimir/Cortex ruler, compared by meaning rather than spelling.
+//! audited against a Prometheus server (`/api/v1/rules`) or a Mimir,
+//! Cortex or Loki ruler, compared by meaning rather than spelling.
 //!
 //! Modules: [`connection`] (the `connection:` block), [`rules`] (rule files:
 //! parsing, promtool's checks, ids, documents, YAML), [`promql`] (canonical
-//! PromQL and durations), `http` (retrying client), [`prometheus`] and
-//! [`ruler`] (the two live backends), [`sim`] (a ruler API simulator for
-//! tests and `plumb demo`). User documentation: `docs/prometheus.md`.
+//! PromQL and durations), [`logql`] (Loki expressions, compared as text),
+//! [`templates`] (offline check of alert templates), `http` (retrying
+//! client), [`prometheus`] and [`ruler`] (the live backends), [`sim`] (a
+//! ruler API simulator for tests and `plumb demo`). User documentation:
+//! `docs/prometheus.md`.
 
 pub mod connection;
 mod http;
+pub mod logql;
 pub mod prometheus;
 pub mod promql;
 pub mod ruler;
 pub mod rules;
 pub mod sim;
+pub mod templates;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,7 +33,7 @@ use plumb_model::{
 };
 use serde_json::Value;
 
-pub use connection::{Backend, Connection};
+pub use connection::{Backend, Connection, RulerFlavour};
 use http::Client;
 use prometheus::Version;
 use rules::{Group, Namespace, KIND_ALERT, KIND_GROUP, KIND_RECORD};
@@ -96,6 +100,32 @@ impl PrometheusProvider {
 
     fn is_ruler(&self) -> bool {
         matches!(self.connection.backend, Backend::Ruler { .. })
+    }
+
+    fn dialect(&self) -> rules::Dialect {
+        match &self.connection.backend {
+            Backend::Prometheus { .. } => rules::Dialect::Prometheus,
+            Backend::Ruler { flavour, .. } => flavour.dialect(),
+        }
+    }
+
+    /// The ruler API of a ruler target.
+    fn ruler<'a>(&self, client: &'a Client) -> Option<ruler::Ruler<'a>> {
+        match &self.connection.backend {
+            Backend::Ruler {
+                url,
+                flavour,
+                config_path,
+                state_path,
+                ..
+            } => Some(ruler::Ruler {
+                client,
+                config_url: format!("{url}{config_path}"),
+                state_url: format!("{url}{state_path}"),
+                dialect: flavour.dialect(),
+            }),
+            Backend::Prometheus { .. } => None,
+        }
     }
 
     /// Namespace names known from the last `desired`, with their aliases.
@@ -167,11 +197,7 @@ impl PrometheusProvider {
         })
     }
 
-    async fn live_ruler(&self, base: &str, desired: &Desired, client: &Client) -> Result<Live, ProviderError> {
-        let api = ruler::Ruler {
-            client,
-            base: base.to_string(),
-        };
+    async fn live_ruler(&self, api: &ruler::Ruler<'_>, desired: &Desired) -> Result<Live, ProviderError> {
         let listed = api.list(None).await?;
         let known: Vec<String> = self.desired_namespaces(desired).into_iter().map(|n| n.name).collect();
         let mut namespaces = BTreeMap::new();
@@ -252,42 +278,61 @@ impl PrometheusProvider {
             planned.push((path, groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>(), text));
         }
         let mut backup = prometheus::Backup::default();
-        let written: Result<(), ProviderError> = (|| {
-            for (path, _, text) in &planned {
+        // Files are written one by one; `done` names those written before a
+        // failure, so the error can say exactly what was touched.
+        let mut done: Vec<String> = Vec::new();
+        let mut write_error = None;
+        for (path, _, text) in &planned {
+            let step = (|| {
                 backup.keep(path)?;
                 match text {
-                    Some(text) => prometheus::write_atomic(path, text)?,
+                    Some(text) => prometheus::write_atomic(path, text),
                     None => match std::fs::remove_file(path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(ProviderError::io(path, e)),
+                        Ok(()) => Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        Err(e) => Err(ProviderError::io(path, e)),
                     },
                 }
+            })();
+            match step {
+                Ok(()) => done.push(path.display().to_string()),
+                Err(e) => {
+                    let rest: Vec<String> = planned
+                        .iter()
+                        .skip(done.len() + 1)
+                        .map(|(p, _, _)| p.display().to_string())
+                        .collect();
+                    write_error = Some((e, rest));
+                    break;
+                }
             }
-            Ok(())
-        })();
-        let outcome = match written {
-            Ok(()) => prometheus::reload(client, url).await,
-            Err(e) => Err(e),
+        }
+        let outcome = match write_error {
+            None => prometheus::reload(client, url).await,
+            Some((e, rest)) => {
+                let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+                Err(with_detail(
+                    e,
+                    &format!(
+                        " [writing the rule files failed part-way; written before the failure: {}; not attempted: {}]",
+                        list(&done),
+                        list(&rest)
+                    ),
+                ))
+            }
         };
         if let Err(e) = outcome {
             tracing::warn!(%url, error = %e, "reconcile failed; restoring the previous rule files");
-            backup.restore()?;
+            if let Err(restore) = backup.restore() {
+                return Err(with_detail(
+                    e,
+                    &format!(" (restoring the previous rule files failed too: {restore})"),
+                ));
+            }
             if let Err(again) = prometheus::reload(client, url).await {
                 tracing::warn!(%url, error = %again, "reload after restoring the previous rule files failed");
             }
-            return Err(match e {
-                ProviderError::Api {
-                    request,
-                    status,
-                    message,
-                } => ProviderError::Api {
-                    request,
-                    status,
-                    message: format!("{message} (the previous rule files were restored)"),
-                },
-                other => other,
-            });
+            return Err(with_detail(e, " (the previous rule files were restored)"));
         }
         // Confirm through the rules API that each file now holds its groups.
         let data = match prometheus::rules(client, url).await {
@@ -318,32 +363,118 @@ impl PrometheusProvider {
         Ok(None)
     }
 
+    /// One namespace on a ruler: reads its groups, applies the changes, and
+    /// writes each group that differs (`POST`) or is gone (`DELETE`), one
+    /// request at a time. A failure part-way is undone: every group written
+    /// before it is put back as it was (re-posted, or deleted if it was new),
+    /// and the error says what was written, what was restored, and what was
+    /// never attempted.
     async fn apply_ruler(
         &self,
-        base: &str,
+        api: &ruler::Ruler<'_>,
         ns: &str,
         changes: &[&ApplyChange],
-        client: &Client,
     ) -> Result<(), ProviderError> {
-        let api = ruler::Ruler {
-            client,
-            base: base.to_string(),
-        };
         let current = api.list(Some(ns)).await?.remove(ns).unwrap_or_default();
         let groups = overlay(current.clone(), changes);
+        let mut steps: Vec<RulerStep> = Vec::new();
         for group in &groups {
             let before = current.iter().find(|g| g.name == group.name);
             let same = before.is_some_and(|b| rules::group_yaml(b).ok() == rules::group_yaml(group).ok());
             if !same {
-                api.set_group(ns, group).await?;
+                steps.push(RulerStep::Set {
+                    group: Box::new(group.clone()),
+                    before: before.cloned().map(Box::new),
+                });
             }
         }
         for old in &current {
             if !groups.iter().any(|g| g.name == old.name) {
-                api.delete_group(ns, &old.name).await?;
+                steps.push(RulerStep::Delete {
+                    before: Box::new(old.clone()),
+                });
             }
         }
+        for (i, step) in steps.iter().enumerate() {
+            let result = match step {
+                RulerStep::Set { group, .. } => api.set_group(ns, group).await,
+                RulerStep::Delete { before } => api.delete_group(ns, &before.name).await,
+            };
+            let Err(e) = result else { continue };
+            let done = &steps[..i];
+            let mut undo_failures = Vec::new();
+            for step in done.iter().rev() {
+                let undo = match step {
+                    RulerStep::Set { before: Some(b), .. } | RulerStep::Delete { before: b } => {
+                        api.set_group(ns, b).await
+                    }
+                    RulerStep::Set { group, before: None } => api.delete_group(ns, &group.name).await,
+                };
+                if let Err(u) = undo {
+                    undo_failures.push(format!("{}: {u}", step.describe(ns)));
+                }
+            }
+            let list = |steps: &[RulerStep]| {
+                if steps.is_empty() {
+                    "none".to_string()
+                } else {
+                    steps.iter().map(|s| s.describe(ns)).collect::<Vec<_>>().join(", ")
+                }
+            };
+            let restored = if done.is_empty() {
+                String::new()
+            } else if undo_failures.is_empty() {
+                "; all of them were restored to their previous state".to_string()
+            } else {
+                format!("; restoring failed for {}", undo_failures.join("; "))
+            };
+            let detail = format!(
+                " [while {}; written before the failure: {}{restored}; not attempted: {}]",
+                step.describe(ns),
+                list(done),
+                list(&steps[i + 1..])
+            );
+            tracing::warn!(namespace = %ns, error = %e, %detail, "ruler write failed part-way");
+            return Err(with_detail(e, &detail));
+        }
         Ok(())
+    }
+}
+
+/// One write to a ruler, with what it replaces (to undo it).
+enum RulerStep {
+    Set {
+        group: Box<Group>,
+        before: Option<Box<Group>>,
+    },
+    Delete {
+        before: Box<Group>,
+    },
+}
+
+impl RulerStep {
+    fn describe(&self, ns: &str) -> String {
+        match self {
+            RulerStep::Set { group, before: None } => format!("create {ns}/{}", group.name),
+            RulerStep::Set { group, .. } => format!("update {ns}/{}", group.name),
+            RulerStep::Delete { before } => format!("delete {ns}/{}", before.name),
+        }
+    }
+}
+
+/// `e` with `detail` added to its message, keeping its request and status.
+fn with_detail(e: ProviderError, detail: &str) -> ProviderError {
+    match e {
+        ProviderError::Api {
+            request,
+            status,
+            message,
+        } => ProviderError::Api {
+            request,
+            status,
+            message: format!("{message}{detail}"),
+        },
+        other => ProviderError::Other(format!("{other}{detail}")),
     }
 }
 
@@ -586,7 +717,7 @@ fn same_duration(a: Option<&Value>, b: Option<&Value>) -> bool {
 #[async_trait]
 impl Provider for PrometheusProvider {
     fn desired(&self, root: &Path, dir: &Path, _ctx: &Ctx) -> Result<Desired, ProviderError> {
-        let mut namespaces = rules::read_dir(root, dir)?;
+        let mut namespaces = rules::read_dir_as(root, dir, self.dialect())?;
         if self.is_ruler() {
             // A ruler namespace is the file's path without its extension:
             // `team-a/alerts.yaml` → namespace `team-a/alerts`.
@@ -621,9 +752,10 @@ impl Provider for PrometheusProvider {
                 Backend::Prometheus { url, rules_dir } => {
                     self.live_prometheus(url, rules_dir.as_deref(), desired, &client).await
                 }
-                Backend::Ruler { url, prefix, .. } => {
-                    self.live_ruler(&format!("{url}{prefix}"), desired, &client).await
-                }
+                Backend::Ruler { .. } => match self.ruler(&client) {
+                    Some(api) => self.live_ruler(&api, desired).await,
+                    None => Err(ProviderError::Other("not a ruler target".into())),
+                },
             }
         };
         // A whole read never outlasts the core's bound, retries included.
@@ -658,6 +790,31 @@ impl Provider for PrometheusProvider {
         };
         if pair.kind == KIND_GROUP {
             respell(d, l, "interval");
+            respell(d, l, "query_offset");
+            respell(d, l, "evaluation_delay");
+            // Mimir treats source_tenants as a set (dskit
+            // `tenant.NormalizeTenantIDs` sorts and de-duplicates the ids
+            // a federated query reads), so their order is not drift.
+            let tenants = |m: &serde_json::Map<String, Value>| {
+                let mut t: Vec<String> = m
+                    .get("source_tenants")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                t.sort();
+                t.dedup();
+                t
+            };
+            if tenants(d) == tenants(l) {
+                match d.get("source_tenants").cloned() {
+                    Some(v) => {
+                        l.insert("source_tenants".into(), v);
+                    }
+                    None => {
+                        l.remove("source_tenants");
+                    }
+                }
+            }
             if !self.is_ruler() {
                 // /api/v1/rules shows neither: group labels come back merged
                 // into each rule's labels (compared there) and query_offset
@@ -672,7 +829,14 @@ impl Provider for PrometheusProvider {
         // Prometheus re-prints the expression (`rule.Query().String()`);
         // equal meaning takes Git's spelling so only real changes show.
         if let (Some(Value::String(de)), Some(Value::String(le))) = (d.get("expr"), l.get("expr")) {
-            if promql::same_meaning(de, le) {
+            // LogQL is compared as text with whitespace normalised (no LogQL
+            // parser in Rust; see `logql`), PromQL by its syntax tree.
+            let same = if self.dialect() == rules::Dialect::Loki {
+                logql::same_text(de, le)
+            } else {
+                promql::same_meaning(de, le)
+            };
+            if same {
                 let spelled = de.clone();
                 l.insert("expr".into(), Value::String(spelled));
             }
@@ -709,12 +873,28 @@ impl Provider for PrometheusProvider {
                     });
                 }
             }
-            Backend::Ruler { url, prefix, .. } => {
-                let base = format!("{url}{prefix}");
+            Backend::Ruler { .. } => {
+                let Some(api) = self.ruler(&client) else {
+                    return Err(ProviderError::Other("not a ruler target".into()));
+                };
+                let mut written: Vec<&str> = Vec::new();
                 for (ns, list) in &by_ns {
-                    let outcome = match self.apply_ruler(&base, ns, list, &client).await {
-                        Ok(()) => Outcome::Applied,
-                        Err(e) => Outcome::Failed(e.to_string()),
+                    let outcome = match self.apply_ruler(&api, ns, list).await {
+                        Ok(()) => {
+                            written.push(ns);
+                            Outcome::Applied
+                        }
+                        Err(e) => {
+                            // Namespaces are independent on a ruler: the
+                            // others are still written; the message names
+                            // those already done, for the record.
+                            let before = if written.is_empty() {
+                                "none".to_string()
+                            } else {
+                                written.join(", ")
+                            };
+                            Outcome::Failed(format!("{e} (namespaces written before this one: {before})"))
+                        }
                     };
                     for change in list {
                         results.push(ChangeResult {

@@ -247,7 +247,7 @@ pub fn group_of(api: &ApiGroup, desired: Option<&Group>, global: Duration) -> Gr
         query_offset: None,
         labels: BTreeMap::new(),
         rules: api.rules.iter().map(rule_of).collect(),
-        line: None,
+        ..Group::default()
     }
 }
 
@@ -286,18 +286,33 @@ impl Backup {
     }
 
     /// Puts every file back as it was (removing the ones that were new).
+    /// A file that still is as it was is left alone (its write is the one
+    /// that failed, or never happened), and one failure does not stop the
+    /// others from being restored: all failures are reported together.
     pub fn restore(&self) -> Result<(), ProviderError> {
+        let mut failures = Vec::new();
         for (path, old) in &self.files {
-            match old {
-                Some(text) => write_atomic(path, text)?,
+            let now = std::fs::read_to_string(path).ok();
+            if now == *old {
+                continue;
+            }
+            let result = match old {
+                Some(text) => write_atomic(path, text),
                 None => match std::fs::remove_file(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(ProviderError::io(path, e)),
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(ProviderError::io(path, e)),
                 },
+            };
+            if let Err(e) = result {
+                failures.push(e.to_string());
             }
         }
-        Ok(())
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ProviderError::Other(failures.join("; ")))
+        }
     }
 }
 

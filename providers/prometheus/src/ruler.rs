@@ -1,13 +1,17 @@
-//! The Mimir/Cortex ruler backend: the ruler's configuration API
+//! The ruler backends: the configuration API of a Mimir or Cortex ruler
 //! (`GET <prefix>/config/v1/rules[/{namespace}]`, `POST
 //! <prefix>/config/v1/rules/{namespace}`, `DELETE
 //! <prefix>/config/v1/rules/{namespace}/{group}`), documented at
-//! <https://grafana.com/docs/mimir/latest/references/http-api/#ruler>, and its
-//! Prometheus-compatible `GET <prefix>/api/v1/rules` for rule health.
+//! <https://grafana.com/docs/mimir/latest/references/http-api/#ruler>, or of
+//! a Loki ruler (the same operations under `/loki/api/v1/rules`,
+//! <https://grafana.com/docs/loki/latest/reference/loki-http-api/#ruler>),
+//! and their Prometheus-compatible rule state for rule health.
 //!
-//! Answers follow Mimir's `pkg/ruler/api.go`: YAML maps of namespace to
-//! groups in rule-file form, `404 no rule groups found` when a tenant or
-//! namespace has none, `202 Accepted` with `{"status":"success"}` on writes.
+//! Answers follow Mimir's `pkg/ruler/api.go` and Loki's
+//! `pkg/ruler/base/api.go` (both descend from Cortex's): YAML maps of
+//! namespace to groups in rule-file form, `404 no rule groups found` when a
+//! tenant or namespace has none, `202 Accepted` with `{"status":"success"}`
+//! on writes.
 
 use std::collections::BTreeMap;
 
@@ -17,27 +21,21 @@ use serde_json::Value;
 
 use crate::http::Client;
 use crate::prometheus::{decode, RulesData};
-use crate::rules::{self, Group};
-
-/// Group keys Mimir's rule format has beyond Prometheus's: kept as they are
-/// when read, never written by plumb (`pkg/ruler/rulespb` `RuleGroupDesc`).
-pub const MIMIR_GROUP_KEYS: &[&str] = &[
-    "source_tenants",
-    "evaluation_delay",
-    "align_evaluation_time_on_interval",
-    "remote_write",
-];
+use crate::rules::{self, Dialect, Group};
 
 pub struct Ruler<'a> {
     pub client: &'a Client,
-    pub base: String,
+    /// The configuration API's URL (`…/config/v1/rules`, `…/loki/api/v1/rules`).
+    pub config_url: String,
+    /// The rule state's URL (`…/api/v1/rules`).
+    pub state_url: String,
+    pub dialect: Dialect,
 }
 
 impl Ruler<'_> {
-    /// `<url><prefix>/config/v1/rules` with each extra segment escaped.
-    fn url(&self, segments: &[&str]) -> Result<String, ProviderError> {
-        let mut url = Url::parse(&format!("{}/config/v1/rules", self.base))
-            .map_err(|e| ProviderError::Config(format!("ruler_url: {e}")))?;
+    /// The configuration URL with each extra segment escaped.
+    pub fn url(&self, segments: &[&str]) -> Result<String, ProviderError> {
+        let mut url = Url::parse(&self.config_url).map_err(|e| ProviderError::Config(format!("ruler_url: {e}")))?;
         if let Ok(mut path) = url.path_segments_mut() {
             for s in segments {
                 path.push(s);
@@ -62,12 +60,11 @@ impl Ruler<'_> {
         let mut out = BTreeMap::new();
         for (ns, groups) in map {
             let text = serde_yaml_ng::to_string(&serde_json::json!({ "groups": groups })).unwrap_or_default();
-            let parsed =
-                rules::parse_rule_file_lenient(&ns, &text, MIMIR_GROUP_KEYS).map_err(|e| ProviderError::Api {
-                    request: request.clone(),
-                    status: Some(answer.status.as_u16()),
-                    message: format!("namespace {ns}: {e}"),
-                })?;
+            let parsed = rules::parse_rule_file_as(&ns, &text, self.dialect).map_err(|e| ProviderError::Api {
+                request: request.clone(),
+                status: Some(answer.status.as_u16()),
+                message: format!("namespace {ns}: {e}"),
+            })?;
             out.insert(ns, parsed);
         }
         Ok(out)
@@ -90,7 +87,7 @@ impl Ruler<'_> {
     /// Rule health from `<prefix>/api/v1/rules`; `None` where the ruler does
     /// not serve it (an older Cortex answers 404).
     pub async fn health(&self) -> Result<Option<RulesData>, ProviderError> {
-        let url = format!("{}/api/v1/rules", self.base);
+        let url = self.state_url.clone();
         let answer = self.client.send(Method::GET, &url, None, &[404]).await?;
         if answer.status.as_u16() == 404 {
             return Ok(None);

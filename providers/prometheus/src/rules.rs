@@ -6,10 +6,15 @@
 //!
 //! Validation follows Prometheus's `model/rulefmt/rulefmt.go`
 //! (`RuleGroups.Validate`, `RuleNode.Validate`) and its strict YAML decoding
-//! (unknown keys are errors). Left out: the Go `text/template` parse of
-//! labels and annotations (no Go template parser in Rust); an annotation
-//! with a broken template passes here and is refused by Prometheus on
-//! reload, which reconcile detects and rolls back.
+//! (unknown keys are errors), including `testTemplateParsing` (the Go
+//! templates of alerting rules' labels and annotations, see
+//! [`crate::templates`]).
+//!
+//! Three dialects ([`Dialect`]): Prometheus rule files; a Mimir/Cortex
+//! ruler, whose groups have more keys (`source_tenants`, `evaluation_delay`,
+//! `align_evaluation_time_on_interval`: Mimir `pkg/ruler/rulespb/compat.go`
+//! `ToProto`/`FromProto`); and a Loki ruler, whose expressions are LogQL
+//! (checked and compared by [`crate::logql`], not parsed as PromQL).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,7 +24,37 @@ use plumb_model::{Origin, ProviderError, Resource};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::promql;
+use crate::{logql, promql, templates};
+
+/// Which rule language a file is read as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// Prometheus rule files (`promtool check rules`).
+    #[default]
+    Prometheus,
+    /// A Mimir or Cortex ruler: PromQL, plus [`MIMIR_GROUP_KEYS`].
+    Mimir,
+    /// A Loki ruler: LogQL expressions; only [`LOKI_GROUP_KEYS`].
+    Loki,
+}
+
+/// Group keys a Mimir ruler stores beyond Prometheus's (Mimir
+/// `pkg/ruler/rulespb/compat.go`: `SourceTenants`, `EvaluationDelay` — the
+/// deprecated spelling of `query_offset` —, `AlignEvaluationTimeOnInterval`;
+/// documented at
+/// <https://grafana.com/docs/mimir/latest/references/architecture/components/ruler/#federated-rule-groups>).
+pub const MIMIR_GROUP_KEYS: &[&str] = &[
+    "source_tenants",
+    "evaluation_delay",
+    "align_evaluation_time_on_interval",
+];
+
+/// Group keys Loki's ruler keeps: Loki `pkg/ruler/base/rulespb/rules.proto`
+/// `RuleGroupDesc` has `name`, `interval`, `rules` (and `limit` in current
+/// releases); Loki decodes the body with non-strict `yaml.Unmarshal`
+/// (`pkg/ruler/base/api.go` `CreateRuleGroup`), so any other key would be
+/// dropped silently and show as drift forever — plumb refuses it up front.
+pub const LOKI_GROUP_KEYS: &[&str] = &["name", "interval", "limit", "rules"];
 
 /// Kinds of the documents this provider produces.
 pub const KIND_ALERT: &str = "alert";
@@ -63,6 +98,12 @@ pub struct Group {
     pub query_offset: Option<String>,
     /// Prometheus ≥ 3.0 only; the API shows them merged into each rule.
     pub labels: BTreeMap<String, String>,
+    /// Mimir/Cortex federated rule groups: the tenants queried.
+    pub source_tenants: Vec<String>,
+    /// Mimir: the deprecated spelling of `query_offset`.
+    pub evaluation_delay: Option<String>,
+    /// Mimir (experimental): evaluate at multiples of the interval.
+    pub align_evaluation_time_on_interval: bool,
     pub rules: Vec<Rule>,
     pub line: Option<usize>,
 }
@@ -192,6 +233,15 @@ pub fn group_body(namespace: &str, group: &Group, keys: &[String]) -> Value {
     }
     if !group.labels.is_empty() {
         body.insert("labels".into(), json!(group.labels));
+    }
+    if !group.source_tenants.is_empty() {
+        body.insert("source_tenants".into(), json!(group.source_tenants));
+    }
+    if let Some(d) = &group.evaluation_delay {
+        body.insert("evaluation_delay".into(), json!(d));
+    }
+    if group.align_evaluation_time_on_interval {
+        body.insert("align_evaluation_time_on_interval".into(), json!(true));
     }
     body.insert("rules".into(), json!(keys));
     Value::Object(body)
@@ -368,6 +418,7 @@ fn parse_groups(
     text: &str,
     doc_line: usize,
     groups: &Value,
+    dialect: Dialect,
     extra_group_keys: &[&str],
 ) -> Result<Vec<Group>, ProviderError> {
     let mut lines = Lines::new(text, doc_line);
@@ -385,13 +436,27 @@ fn parse_groups(
         let name = g.get("name").and_then(scalar).unwrap_or_default();
         let gline = lines.find("name", &name).or(doc);
         for key in g.keys() {
-            if !GROUP_KEYS.contains(&key.as_str()) && !extra_group_keys.contains(&key.as_str()) {
-                return Err(parse_err(
-                    file,
-                    gline,
-                    format!("group {name:?}: field {key} not found in type rulefmt.RuleGroup"),
-                ));
+            let k = key.as_str();
+            let known = match dialect {
+                Dialect::Prometheus => GROUP_KEYS.contains(&k),
+                Dialect::Mimir => GROUP_KEYS.contains(&k) || MIMIR_GROUP_KEYS.contains(&k),
+                Dialect::Loki => LOKI_GROUP_KEYS.contains(&k),
+            };
+            if known || extra_group_keys.contains(&k) {
+                continue;
             }
+            let message = match dialect {
+                Dialect::Prometheus if MIMIR_GROUP_KEYS.contains(&k) => format!(
+                    "group {name:?}: field {key} is a Mimir/Cortex ruler key; Prometheus refuses it \
+                     (field {key} not found in type rulefmt.RuleGroup)"
+                ),
+                Dialect::Loki => format!(
+                    "group {name:?}: field {key} is not kept by Loki's ruler (it stores only name, interval, \
+                     limit and rules; anything else would be dropped)"
+                ),
+                _ => format!("group {name:?}: field {key} not found in type rulefmt.RuleGroup"),
+            };
+            return Err(parse_err(file, gline, message));
         }
         if name.is_empty() {
             return Err(parse_err(file, gline, "Groupname must not be empty"));
@@ -417,6 +482,45 @@ fn parse_groups(
                     .ok_or_else(|| parse_err(file, gline, format!("group {name:?}: limit must be a whole number")))?,
             ),
         };
+        let evaluation_delay = opt_duration(
+            file,
+            gline,
+            &format!("group {name:?}: evaluation_delay"),
+            g.get("evaluation_delay"),
+        )?;
+        let source_tenants = match g.get("source_tenants") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|t| {
+                    scalar(t).filter(|t| !t.is_empty()).ok_or_else(|| {
+                        parse_err(
+                            file,
+                            gline,
+                            format!("group {name:?}: source_tenants: expected a list of tenant ids"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(parse_err(
+                    file,
+                    gline,
+                    format!("group {name:?}: source_tenants: expected a list of tenant ids"),
+                ))
+            }
+        };
+        let align_evaluation_time_on_interval = match g.get("align_evaluation_time_on_interval") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(parse_err(
+                    file,
+                    gline,
+                    format!("group {name:?}: align_evaluation_time_on_interval: expected true or false"),
+                ))
+            }
+        };
         let labels = string_map(file, gline, &format!("group {name:?}: labels"), g.get("labels"))?;
         for k in labels.keys() {
             if !valid_label_name(k) || k == "__name__" {
@@ -432,7 +536,7 @@ fn parse_groups(
             Some(Value::Array(rules)) => {
                 let mut out = Vec::with_capacity(rules.len());
                 for (ri, r) in rules.iter().enumerate() {
-                    out.push(parse_rule(file, &mut lines, gline, &name, ri, r)?);
+                    out.push(parse_rule(file, &mut lines, gline, &name, ri, r, dialect)?);
                 }
                 out
             }
@@ -450,6 +554,9 @@ fn parse_groups(
             limit,
             query_offset,
             labels,
+            source_tenants,
+            evaluation_delay,
+            align_evaluation_time_on_interval,
             rules,
             line: gline,
         });
@@ -464,6 +571,7 @@ fn parse_rule(
     group: &str,
     index: usize,
     value: &Value,
+    dialect: Dialect,
 ) -> Result<Rule, ProviderError> {
     let Value::Object(r) = value else {
         return Err(parse_err(
@@ -515,8 +623,12 @@ fn parse_rule(
             format!("{what}: field 'expr' must be set in rule"),
         ));
     }
-    promql_parser::parser::parse(&expr)
-        .map_err(|e| parse_err(file, line, format!("{what}: could not parse expression: {e}")))?;
+    if dialect == Dialect::Loki {
+        logql::check(&expr).map_err(|e| parse_err(file, line, format!("{what}: {e}")))?;
+    } else {
+        promql_parser::parser::parse(&expr)
+            .map_err(|e| parse_err(file, line, format!("{what}: could not parse expression: {e}")))?;
+    }
     let for_ = opt_duration(file, line, &format!("{what}: for"), r.get("for"))?;
     let keep_firing_for = opt_duration(
         file,
@@ -571,6 +683,23 @@ fn parse_rule(
             return Err(parse_err(file, line, format!("{what}: invalid annotation name: {k}")));
         }
     }
+    if alert.is_some() {
+        // rulefmt `testTemplateParsing`: alerting rules only.
+        for (kind, map) in [("label", &labels), ("annotation", &annotations)] {
+            for (k, v) in map {
+                templates::check(v).map_err(|e| {
+                    parse_err(
+                        file,
+                        line,
+                        format!(
+                            "{what}: {kind} {k:?}: template: __alert_{}: {e}",
+                            alert.as_deref().unwrap_or("")
+                        ),
+                    )
+                })?;
+            }
+        }
+    }
     Ok(Rule {
         alert,
         record,
@@ -586,6 +715,16 @@ fn parse_rule(
 /// What one desired file holds (`None`: no rules in it, e.g. a Kubernetes
 /// manifest of another kind, or a JSON file that is not a rule file).
 pub fn read_file(root: &Path, dir: &Path, path: &Path) -> Result<Option<Namespace>, ProviderError> {
+    read_file_as(root, dir, path, Dialect::Prometheus)
+}
+
+/// [`read_file`] in a given [`Dialect`].
+pub fn read_file_as(
+    root: &Path,
+    dir: &Path,
+    path: &Path,
+    dialect: Dialect,
+) -> Result<Option<Namespace>, ProviderError> {
     let text = std::fs::read_to_string(path).map_err(|e| ProviderError::io(path, e))?;
     let file = files::relative(root, path);
     let name = files::relative(dir, path).to_string_lossy().replace('\\', "/");
@@ -639,6 +778,7 @@ pub fn read_file(root: &Path, dir: &Path, path: &Path) -> Result<Option<Namespac
                 &text,
                 line,
                 map.get("spec").and_then(|s| s.get("groups")).unwrap_or(&Value::Null),
+                dialect,
                 OPERATOR_ONLY_GROUP_KEYS,
             )?
         } else if map.contains_key("kind") && map.contains_key("apiVersion") {
@@ -659,7 +799,14 @@ pub fn read_file(root: &Path, dir: &Path, path: &Path) -> Result<Option<Namespac
                     format!("field {key} not found in type rulefmt.RuleGroups"),
                 ));
             }
-            parse_groups(&file, &text, line, map.get("groups").unwrap_or(&Value::Null), &[])?
+            parse_groups(
+                &file,
+                &text,
+                line,
+                map.get("groups").unwrap_or(&Value::Null),
+                dialect,
+                &[],
+            )?
         };
         any = true;
         for g in groups {
@@ -678,9 +825,14 @@ pub fn read_file(root: &Path, dir: &Path, path: &Path) -> Result<Option<Namespac
 
 /// Reads every rule file below `dir` (`.yml`, `.yaml`, `.json`).
 pub fn read_dir(root: &Path, dir: &Path) -> Result<Vec<Namespace>, ProviderError> {
+    read_dir_as(root, dir, Dialect::Prometheus)
+}
+
+/// [`read_dir`] in a given [`Dialect`].
+pub fn read_dir_as(root: &Path, dir: &Path, dialect: Dialect) -> Result<Vec<Namespace>, ProviderError> {
     let mut out = Vec::new();
     for path in files::walk(dir, &["yml", "yaml", "json"])? {
-        if let Some(ns) = read_file(root, dir, &path)? {
+        if let Some(ns) = read_file_as(root, dir, &path, dialect)? {
             out.push(ns);
         }
     }
@@ -690,11 +842,11 @@ pub fn read_dir(root: &Path, dir: &Path) -> Result<Vec<Namespace>, ProviderError
 /// Parses rule-file text (a plain `groups:` file) without a source tree, for
 /// files plumb wrote itself and ruler answers.
 pub fn parse_rule_file(name: &str, text: &str) -> Result<Vec<Group>, ProviderError> {
-    parse_rule_file_lenient(name, text, &[])
+    parse_rule_file_as(name, text, Dialect::Prometheus)
 }
 
-/// [`parse_rule_file`] accepting some extra group keys (a ruler's own).
-pub fn parse_rule_file_lenient(name: &str, text: &str, extra: &[&str]) -> Result<Vec<Group>, ProviderError> {
+/// [`parse_rule_file`] in a given [`Dialect`] (a ruler's answers).
+pub fn parse_rule_file_as(name: &str, text: &str, dialect: Dialect) -> Result<Vec<Group>, ProviderError> {
     let file = PathBuf::from(name);
     let mut groups = Vec::new();
     for doc in files::parse_yaml_documents(&file, text)? {
@@ -704,20 +856,21 @@ pub fn parse_rule_file_lenient(name: &str, text: &str, extra: &[&str]) -> Result
             text,
             line,
             doc.value.get("groups").unwrap_or(&Value::Null),
-            extra,
+            dialect,
+            &[],
         )?);
     }
     Ok(groups)
 }
 
 /// Parses one group's YAML (the ruler's POST body) with the same checks.
-pub fn parse_group_text(name: &str, text: &str, extra: &[&str]) -> Result<Group, ProviderError> {
+pub fn parse_group_text(name: &str, text: &str, dialect: Dialect) -> Result<Group, ProviderError> {
     let file = PathBuf::from(name);
     let docs = files::parse_yaml_documents(&file, text)?;
     let Some(doc) = docs.into_iter().next() else {
         return Err(parse_err(&file, Some(1), "empty rule group"));
     };
-    let mut groups = parse_groups(&file, text, 1, &Value::Array(vec![doc.value]), extra)?;
+    let mut groups = parse_groups(&file, text, 1, &Value::Array(vec![doc.value]), dialect, &[])?;
     groups
         .pop()
         .ok_or_else(|| parse_err(&file, Some(1), "empty rule group"))
@@ -753,6 +906,12 @@ pub struct OutGroup<'a> {
     query_offset: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    source_tenants: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evaluation_delay: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    align_evaluation_time_on_interval: bool,
     rules: Vec<OutRule<'a>>,
 }
 
@@ -770,6 +929,9 @@ pub fn out_group(group: &Group) -> OutGroup<'_> {
         limit: group.limit.filter(|l| *l > 0),
         query_offset: group.query_offset.as_deref(),
         labels: &group.labels,
+        source_tenants: &group.source_tenants,
+        evaluation_delay: group.evaluation_delay.as_deref(),
+        align_evaluation_time_on_interval: group.align_evaluation_time_on_interval,
         rules: group
             .rules
             .iter()
@@ -847,6 +1009,16 @@ pub fn group_from_body(body: &Value) -> (Group, Vec<String>) {
                     .collect()
             })
             .unwrap_or_default(),
+        source_tenants: body
+            .get("source_tenants")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(scalar).collect())
+            .unwrap_or_default(),
+        evaluation_delay: body.get("evaluation_delay").and_then(scalar),
+        align_evaluation_time_on_interval: body
+            .get("align_evaluation_time_on_interval")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         rules: Vec::new(),
         line: None,
     };

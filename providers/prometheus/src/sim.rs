@@ -1,8 +1,12 @@
-//! A simulator of the Mimir ruler's configuration API, for tests and
-//! `plumb demo`: per-tenant namespaces of rule groups in memory, served
-//! with Mimir's documented paths, status codes and bodies
+//! A simulator of the Mimir ruler's configuration API — or, started with
+//! [`RulerFlavour::Loki`], of Loki's — for tests and `plumb demo`:
+//! per-tenant namespaces of rule groups in memory, served with the
+//! documented paths, status codes and bodies
 //! (<https://grafana.com/docs/mimir/latest/references/http-api/#ruler>;
-//! handlers in Mimir's `pkg/ruler/api.go`):
+//! handlers in Mimir's `pkg/ruler/api.go`; Loki's ruler API
+//! <https://grafana.com/docs/loki/latest/reference/loki-http-api/#ruler>
+//! is the same Cortex-derived handler set, `pkg/ruler/base/api.go`, under
+//! `/loki/api/v1/rules`, with its rule state at `/prometheus/api/v1/rules`):
 //!
 //! - every request needs `X-Scope-OrgID`, else `401 no org id` (dskit
 //!   `middleware.AuthenticateUser`, `user.ErrNoOrgID`);
@@ -19,13 +23,28 @@
 //! - `DELETE …/{namespace}/{group}` and `DELETE …/{namespace}`: `202`, or
 //!   `404 group does not exist` / `404 group namespace does not exist`;
 //! - `GET /prometheus/api/v1/rules`: the Prometheus-compatible rule state,
-//!   every rule `health: ok` unless drift injection marked it `err`.
+//!   every rule `health: ok` unless drift injection marked it `err`;
+//! - a stored group comes back as Mimir's `rulespb.ToProto`/`FromProto`
+//!   round trip leaves it (Mimir `pkg/ruler/rulespb/compat.go`): durations
+//!   re-printed by `model.Duration` (`60s` → `1m`), `query_offset` and
+//!   `evaluation_delay` kept only when greater than zero, `source_tenants`
+//!   and `align_evaluation_time_on_interval` kept as posted; a zero `for`
+//!   is omitted (`rulefmt.RuleNode` `for,omitempty`);
+//! - Loki flavour: the body is decoded with non-strict `yaml.Unmarshal`
+//!   (Loki `CreateRuleGroup`), so keys Loki does not store
+//!   (`source_tenants`, `query_offset`, `labels`, …) are dropped silently;
+//!   expressions are LogQL, checked only by [`crate::logql::check`];
+//! - a write to a group marked with [`Simulator::fail_writes`] answers `500`
+//!   with the store's error, as Mimir does when `SetRuleGroup` /
+//!   `DeleteRuleGroup` fails (`http.Error(w, err.Error(), 500)`).
 //!
 //! Left out: rule evaluation, alerts and their state, limits
-//! (`ruler_max_rule_groups_per_tenant`, rules per group), the Mimir-only
-//! group keys (`source_tenants`, `evaluation_delay`, … are accepted and
-//! dropped), federation, the legacy `/api/v1/rules` config paths, paging and
-//! filters of the state endpoint, and persistence.
+//! (`ruler_max_rule_groups_per_tenant`, rules per group), federation (the
+//! tenants in `source_tenants` are not queried), full LogQL validation, the
+//! legacy `/api/v1/rules` (Cortex) and `/api/prom/rules` (Loki) config
+//! paths, the Cortex flavour, paging and filters of the state endpoint,
+//! namespace protection, and persistence. Group `limit` and `labels` are
+//! kept as posted (Mimir releases differ in whether they store them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -40,7 +59,8 @@ use axum::Router;
 use plumb_model::ProviderError;
 use serde_json::json;
 
-use crate::rules::{self, Group};
+use crate::connection::RulerFlavour;
+use crate::rules::{self, Dialect, Group};
 
 type Store = BTreeMap<String, BTreeMap<String, Vec<Group>>>;
 
@@ -49,6 +69,43 @@ struct Inner {
     tenants: Store,
     /// (tenant, namespace, group, rule name) → lastError.
     errors: HashMap<(String, String, String, String), String>,
+    /// (namespace, group) whose writes fail with 500.
+    failing: Vec<(String, String)>,
+    flavour: Option<RulerFlavour>,
+}
+
+impl Inner {
+    fn dialect(&self) -> Dialect {
+        match self.flavour {
+            Some(RulerFlavour::Loki) => Dialect::Loki,
+            _ => Dialect::Mimir,
+        }
+    }
+
+    fn fails(&self, namespace: &str, group: &str) -> bool {
+        self.failing.iter().any(|(n, g)| n == namespace && g == group)
+    }
+}
+
+/// A group as the ruler's store gives it back (see the module docs).
+fn stored(mut group: Group) -> Group {
+    let respell = |d: &mut Option<String>| {
+        *d = d
+            .as_deref()
+            .and_then(|t| crate::promql::parse_duration(t).ok())
+            .filter(|d| !d.is_zero())
+            .map(crate::promql::format_duration);
+    };
+    respell(&mut group.interval);
+    respell(&mut group.query_offset);
+    respell(&mut group.evaluation_delay);
+    for rule in &mut group.rules {
+        respell(&mut rule.for_);
+        respell(&mut rule.keep_firing_for);
+        rule.line = None;
+    }
+    group.line = None;
+    group
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -69,10 +126,19 @@ impl Drop for Simulator {
 }
 
 impl Simulator {
-    /// Starts an empty simulator on a free loopback port.
+    /// Starts an empty Mimir ruler simulator on a free loopback port.
     pub async fn start() -> std::io::Result<Simulator> {
-        let inner: Shared = Arc::default();
-        let app = router(inner.clone());
+        Simulator::start_as(RulerFlavour::Mimir).await
+    }
+
+    /// Starts an empty simulator of the given ruler (Cortex is served as
+    /// Mimir).
+    pub async fn start_as(flavour: RulerFlavour) -> std::io::Result<Simulator> {
+        let inner: Shared = Arc::new(Mutex::new(Inner {
+            flavour: Some(flavour),
+            ..Inner::default()
+        }));
+        let app = router(inner.clone(), flavour);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -95,8 +161,15 @@ impl Simulator {
     /// one namespace per file (its path without extension, as the provider
     /// names ruler namespaces).
     pub async fn start_seeded(dir: &Path, tenant: &str) -> Result<Simulator, ProviderError> {
-        let sim = Simulator::start().await.map_err(|e| ProviderError::io(dir, e))?;
-        for mut ns in rules::read_dir(dir, dir)? {
+        Simulator::start_seeded_as(dir, tenant, RulerFlavour::Mimir).await
+    }
+
+    /// [`Simulator::start_seeded`] for the given ruler.
+    pub async fn start_seeded_as(dir: &Path, tenant: &str, flavour: RulerFlavour) -> Result<Simulator, ProviderError> {
+        let sim = Simulator::start_as(flavour)
+            .await
+            .map_err(|e| ProviderError::io(dir, e))?;
+        for mut ns in rules::read_dir_as(dir, dir, flavour.dialect())? {
             for ext in [".yaml", ".yml", ".json"] {
                 if let Some(stem) = ns.name.strip_suffix(ext) {
                     ns.name = stem.to_string();
@@ -110,7 +183,8 @@ impl Simulator {
         Ok(sim)
     }
 
-    /// The base URL (`ruler_url`); the API is under `/prometheus`.
+    /// The base URL (`ruler_url`); the API is under `/prometheus` (Mimir)
+    /// or `/loki/api/v1/rules` (Loki).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -125,7 +199,13 @@ impl Simulator {
 
     /// Creates or replaces a group (drift: a group added by hand).
     pub fn set_group(&self, tenant: &str, namespace: &str, group: Group) {
-        self.with(|i| upsert(&mut i.tenants, tenant, namespace, group));
+        self.with(|i| upsert(&mut i.tenants, tenant, namespace, stored(group)));
+    }
+
+    /// From now on, every `POST` or `DELETE` of `group` in `namespace`
+    /// answers `500` (a failing rule store), for any tenant.
+    pub fn fail_writes(&self, namespace: &str, group: &str) {
+        self.with(|i| i.failing.push((namespace.into(), group.into())));
     }
 
     /// Removes a group; false if it was not there.
@@ -202,15 +282,19 @@ fn find_group<'a>(store: &'a mut Store, tenant: &str, namespace: &str, group: &s
         .find(|g| g.name == group)
 }
 
-fn router(inner: Shared) -> Router {
+fn router(inner: Shared, flavour: RulerFlavour) -> Router {
+    let base = match flavour {
+        RulerFlavour::Loki => "/loki/api/v1/rules",
+        RulerFlavour::Mimir | RulerFlavour::Cortex => "/prometheus/config/v1/rules",
+    };
     Router::new()
-        .route("/prometheus/config/v1/rules", get(list_all))
+        .route(base, get(list_all))
         .route(
-            "/prometheus/config/v1/rules/{namespace}",
+            &format!("{base}/{{namespace}}"),
             get(list_namespace).post(create_group).delete(delete_namespace),
         )
         .route(
-            "/prometheus/config/v1/rules/{namespace}/{group}",
+            &format!("{base}/{{namespace}}/{{group}}"),
             get(get_group).delete(delete_group),
         )
         .route("/prometheus/api/v1/rules", get(rule_state))
@@ -319,16 +403,32 @@ async fn create_group(
     let Some(tenant) = tenant_of(&headers) else {
         return no_org_id();
     };
-    if serde_yaml_ng::from_str::<serde_json::Value>(&body).is_err() {
+    let Ok(mut value) = serde_yaml_ng::from_str::<serde_json::Value>(&body) else {
         return text(StatusCode::BAD_REQUEST, "unable to decoded rule group");
-    }
-    let group = match rules::parse_group_text(&namespace, &body, crate::ruler::MIMIR_GROUP_KEYS) {
+    };
+    let dialect = lock(&inner).dialect();
+    let body = if dialect == Dialect::Loki {
+        // Non-strict decoding: what Loki does not store is dropped.
+        if let serde_json::Value::Object(map) = &mut value {
+            map.retain(|k, _| rules::LOKI_GROUP_KEYS.contains(&k.as_str()));
+        }
+        serde_yaml_ng::to_string(&value).unwrap_or(body)
+    } else {
+        body
+    };
+    let group = match rules::parse_group_text(&namespace, &body, dialect) {
         Ok(g) => g,
         Err(ProviderError::Parse { message, .. }) => return text(StatusCode::BAD_REQUEST, &message),
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let mut store = lock(&inner);
-    upsert(&mut store.tenants, &tenant, &namespace, group);
+    if store.fails(&namespace, &group.name) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unable to store rule group: simulated store failure",
+        );
+    }
+    upsert(&mut store.tenants, &tenant, &namespace, stored(group));
     accepted()
 }
 
@@ -341,6 +441,12 @@ async fn delete_group(
         return no_org_id();
     };
     let mut store = lock(&inner);
+    if store.fails(&namespace, &group) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unable to delete rule group: simulated store failure",
+        );
+    }
     if remove(&mut store.tenants, &tenant, &namespace, &group) {
         accepted()
     } else {

@@ -108,6 +108,46 @@ fn what_promtool_also_refuses() {
     assert!(message.contains("field grups not found"), "{message}");
 }
 
+/// Go templates in alerting rules are checked offline as promtool's
+/// `testTemplateParsing` does: a broken one is an error with file and line,
+/// and promtool (when present) agrees on each case.
+#[test]
+fn broken_alert_templates_name_file_and_rule_line() {
+    let scratch = TempDir::new().unwrap();
+    for (annotation, needle) in [
+        ("\"{{ $labels.instance\"", "unclosed action"),
+        ("\"{{ $value | humanise }}\"", "function \"humanise\" not defined"),
+        ("\"{{ $lables.job }}\"", "undefined variable \"$lables\""),
+        ("\"{{ if $value }}high\"", "missing {{end}}"),
+        ("\"{{ end }}\"", "unexpected {{end}}"),
+    ] {
+        let text =
+            format!("{HEAD}  - alert: Templated\n    expr: up == 0\n    annotations:\n      summary: {annotation}\n");
+        let (line, message) = error_at(&text);
+        assert_eq!(line, 6, "{annotation}");
+        assert!(message.contains("annotation \"summary\""), "{message}");
+        assert!(message.contains(needle), "{annotation}: {message}");
+        let path = scratch.path().join("t.yml");
+        std::fs::write(&path, &text).unwrap();
+        if Path::new(PROMTOOL).exists() {
+            assert!(
+                !promtool_accepts(&path, scratch.path()),
+                "{annotation}: promtool accepted it"
+            );
+        }
+    }
+    // Labels are templates too; recording rules are not checked (promtool
+    // does not either), and valid templates load.
+    let (_, message) = error_at(&format!(
+        "{HEAD}  - alert: L\n    expr: up\n    labels:\n      team: \"{{{{ nosuch }}}}\"\n"
+    ));
+    assert!(message.contains("label \"team\""), "{message}");
+    assert!(load(&format!(
+        "{HEAD}  - alert: Ok\n    expr: up\n    annotations:\n      summary: \"{{{{ $labels.job }}}} {{{{ $value | humanizePercentage }}}}\"\n"
+    ))
+    .is_ok());
+}
+
 #[test]
 fn prometheus_rule_objects_and_other_manifests() {
     let text = r#"apiVersion: v1
@@ -249,6 +289,7 @@ fn broken_copies_of_corpus_files_get_the_same_verdict_from_both() {
             text.replacen("- alert: ", "- record: x:y\n    alert: ", 1),
         ),
         ("repeated group", format!("{text}{}", text.replacen("groups:\n", "", 1))),
+        ("template", text.replacen("{{ $labels.", "{{ $nolabels.", 1)),
     ] {
         assert_ne!(broken, text, "{what}: the mutation applied");
         let path = scratch.path().join("broken.yaml");

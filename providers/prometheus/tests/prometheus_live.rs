@@ -202,8 +202,13 @@ async fn rejected_reload_restores_previous_files() {
     }
     let name = file_name("node/alerts.yml");
     let prom = start_prometheus(&[(&name, ON_SERVER)]).await;
-    // A Go template error: plumb cannot check templates, Prometheus refuses.
-    let broken = GIT.replace("{{ $labels.instance }} is down", "{{ $labels.instance | nosuchfunc }}");
+    // `toDuration` is a template function of newer Prometheus releases, so
+    // plumb's offline check accepts it; Debian's 2.42 refuses it on reload
+    // (`function "toDuration" not defined`, checked with its promtool).
+    let broken = GIT.replace(
+        "{{ $labels.instance }} is down",
+        "{{ $labels.instance }} for {{ 60 | toDuration }}",
+    );
     let root = git_tree(&[("node/alerts.yml", &broken)]);
     let p = provider_for(&prom);
     let (changes, _) = audit(&p, root.path()).await;
@@ -347,4 +352,53 @@ async fn import_writes_files_promtool_accepts_and_plans_clean() {
     }
     let (changes, _) = audit(&p, out.path()).await;
     assert!(changes.is_empty(), "{changes:#?}");
+}
+
+/// Clears the immutable flag again, so the temporary directory can go.
+struct Immutable(std::path::PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Writing the rule files fails part-way (the second file is immutable,
+/// `chattr +i`, so even root cannot replace it): the error names what was
+/// written before the failure and what was not attempted, and the written
+/// file is restored (removed, as it was new).
+#[tokio::test]
+async fn a_write_failing_part_way_is_reported_and_restored() {
+    if !have_prometheus() {
+        return;
+    }
+    let prom = start_prometheus(&[(&file_name("b.yml"), "groups: []\n")]).await;
+    let b = prom.rules_dir.join(file_name("b.yml"));
+    let locked = std::process::Command::new("chattr").arg("+i").arg(&b).status();
+    if !locked.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP: chattr +i is not available on this file system");
+        return;
+    }
+    let _guard = Immutable(b.clone());
+    let root = git_tree(&[("a.yml", GIT), ("b.yml", GIT), ("c.yml", GIT)]);
+    let p = provider_for(&prom);
+    let (changes, _) = audit(&p, root.path()).await;
+    assert!(changes.iter().all(|c| c.action == Action::Create));
+    let err = p
+        .apply(&changes.iter().map(|c| c.change.clone()).collect::<Vec<_>>(), &ctx())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    let a = prom.rules_dir.join(file_name("a.yml"));
+    let c = prom.rules_dir.join(file_name("c.yml"));
+    assert!(text.contains(&b.display().to_string()), "{text}");
+    assert!(
+        text.contains(&format!("written before the failure: {}", a.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("not attempted: {}", c.display())), "{text}");
+    assert!(text.contains("the previous rule files were restored"), "{text}");
+    assert!(!a.exists(), "the new file was removed again");
+    assert!(!c.exists());
+    assert_eq!(std::fs::read_to_string(&b).unwrap(), "groups: []\n");
 }

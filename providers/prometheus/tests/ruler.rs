@@ -79,8 +79,12 @@ async fn drift_on_the_ruler_is_found_and_reconciled() {
         "service:errors:rate5m",
         "sum(rate(http_errors_total[1m])) by (service)"
     ));
-    let hand_made =
-        rules::parse_group_text("x", "name: by-hand\nrules:\n- alert: X\n  expr: vector(1)\n", &[]).unwrap();
+    let hand_made = rules::parse_group_text(
+        "x",
+        "name: by-hand\nrules:\n- alert: X\n  expr: vector(1)\n",
+        rules::Dialect::Prometheus,
+    )
+    .unwrap();
     sim.set_group("t1", "team-a/alerts", hand_made);
     let p = provider(&sim, Some("t1"));
     let (changes, _) = audit(&p, root.path()).await;

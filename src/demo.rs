@@ -1,6 +1,6 @@
 //! `plumb demo`: unpacks the bundled example (examples/demo), starts the
-//! built-in simulators of a Kubernetes API server, a Grafana and a Mimir
-//! ruler on loopback, loads each with the example's desired state, changes
+//! built-in simulators of a Kubernetes API server, a Grafana, a Mimir ruler
+//! and GitHub on loopback, loads each with the example's desired state, changes
 //! a few things by hand the way people do (`kubectl set image`, an edit in
 //! the Grafana UI, a tweaked alert threshold, a debug pod left behind), and
 //! prints the plan: drift of every kind, who made it, and a masked secret.
@@ -62,6 +62,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../examples/demo/desired/rules/shop.yaml"),
     ),
     (
+        "desired/github/org.yaml",
+        include_str!("../examples/demo/desired/github/org.yaml"),
+    ),
+    (
         "live/accounts.json",
         include_str!("../examples/demo/live/accounts.json"),
     ),
@@ -74,6 +78,8 @@ const FILES: &[(&str, &str)] = &[
 
 /// The demo's Grafana simulator token (not a secret: the simulator's own).
 const GRAFANA_TOKEN_ENV: &str = "PLUMB_DEMO_GRAFANA_TOKEN";
+/// Likewise for the GitHub simulator.
+const GITHUB_TOKEN_ENV: &str = "PLUMB_DEMO_GITHUB_TOKEN";
 
 /// Writes the example below `dir`.
 pub fn unpack(dir: &Path) -> anyhow::Result<()> {
@@ -92,6 +98,7 @@ pub struct Simulators {
     pub kubernetes: plumb_kubernetes::sim::Sim,
     pub grafana: plumb_grafana::sim::Sim,
     pub ruler: plumb_prometheus::sim::Simulator,
+    pub github: plumb_github::sim::Sim,
 }
 
 /// Starts the simulators, loads the desired state below `dir/desired`,
@@ -162,10 +169,26 @@ pub async fn start_simulators(dir: &Path) -> anyhow::Result<Simulators> {
         "sum(rate(http_requests_total{job=\"cart\",code=~\"5..\"}[5m])) / sum(rate(http_requests_total{job=\"cart\"}[5m])) > 0.5",
     );
 
+    // GitHub: someone added a member by hand, a team lost one, and an
+    // outside collaborator appeared.
+    let github = plumb_github::sim::Sim::start(plumb_github::sim::SimOptions::default())
+        .await
+        .context("starting the GitHub simulator")?;
+    github
+        .seed_dir(&desired.join("github"))
+        .context("loading the org into the GitHub simulator")?;
+    github.add_user("mallory");
+    github.set_member("acme", "mallory", "admin");
+    github.set_team_member("acme", "platform", "carol", "maintainer");
+    github.add_user("eve");
+    github.add_outside_collaborator("acme", "eve");
+    std::env::set_var(GITHUB_TOKEN_ENV, "sim-admin-token");
+
     let extra = format!(
-        "  - name: cluster\n    provider: kubernetes\n    path: cluster\n    labels: {{ team: platform }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ kubeconfig: kubeconfig.yaml, namespace: shop }}\n  - name: dashboards\n    provider: grafana\n    path: dashboards\n    labels: {{ team: observability }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ url: \"{}\", token_env: {GRAFANA_TOKEN_ENV} }}\n  - name: rules\n    provider: prometheus\n    path: rules\n    labels: {{ team: observability }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ ruler_url: \"{}\", tenant: demo }}\n",
+        "  - name: cluster\n    provider: kubernetes\n    path: cluster\n    labels: {{ team: platform }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ kubeconfig: kubeconfig.yaml, namespace: shop }}\n  - name: dashboards\n    provider: grafana\n    path: dashboards\n    labels: {{ team: observability }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ url: \"{}\", token_env: {GRAFANA_TOKEN_ENV} }}\n  - name: rules\n    provider: prometheus\n    path: rules\n    labels: {{ team: observability }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ ruler_url: \"{}\", tenant: demo }}\n  - name: github\n    provider: github\n    path: github\n    labels: {{ team: security }}\n    schedule: \"*/10 * * * * *\"\n    connection: {{ org: acme, token_env: {GITHUB_TOKEN_ENV}, api_url: \"{}\" }}\n",
         grafana.url(),
-        ruler.url()
+        ruler.url(),
+        github.url()
     );
     let config = dir.join("plumb.yaml");
     let mut text = std::fs::read_to_string(&config).context("reading the demo's plumb.yaml")?;
@@ -175,6 +198,7 @@ pub async fn start_simulators(dir: &Path) -> anyhow::Result<Simulators> {
         kubernetes,
         grafana,
         ruler,
+        github,
     })
 }
 
@@ -203,15 +227,15 @@ pub async fn run(args: &DemoArgs, registry: &Registry) -> anyhow::Result<i32> {
     if !args.once {
         let gauges = crate::metrics::gauges(&config, &plan, &state)?;
         println!("\nThe metrics this audit exports (what Prometheus scrapes):\n");
-        for line in gauges
-            .lines()
-            .filter(|l| l.starts_with("plumb_plan_exit_code") || l.starts_with("plumb_drifted_resources") && !l.ends_with(" 0"))
-        {
+        for line in gauges.lines().filter(|l| {
+            l.starts_with("plumb_plan_exit_code") || l.starts_with("plumb_drifted_resources") && !l.ends_with(" 0")
+        }) {
             println!("  {line}");
         }
         // Now the daemon, against the same simulators, every 10 seconds.
         let config_path = dir.join("plumb.yaml");
-        let text = std::fs::read_to_string(&config_path)?.replace("listen: 127.0.0.1:9469", &format!("listen: {}", args.listen));
+        let text = std::fs::read_to_string(&config_path)?
+            .replace("listen: 127.0.0.1:9469", &format!("listen: {}", args.listen));
         std::fs::write(&config_path, text)?;
         println!(
             "\nServing the status page on http://{listen}/ and metrics on http://{listen}/metrics; audits every 10 s.\n\

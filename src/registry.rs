@@ -32,6 +32,9 @@ impl Registry {
         registry.register(plumb_grafana::NAME, |c, base| {
             Ok(Box::new(plumb_grafana::build(c, base)?))
         });
+        registry.register(plumb_github::NAME, |c, base| {
+            Ok(Box::new(plumb_github::build(c, base)?))
+        });
         registry
     }
 

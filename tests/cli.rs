@@ -1473,7 +1473,11 @@ fn the_demo_shows_every_kind_of_change() {
         "? dashboard/scratch (unmanaged)",
         "rules (prometheus): drift",
         "~ rule/shop/cart/CartHighErrorRate (update)",
-        "Plan: 2 to create, 6 to update, 1 to delete, 3 unmanaged.",
+        "github (github): drift",
+        "- github/acme/member/mallory (delete)",
+        "~ github/acme/team/platform/member/carol (update)",
+        "github/acme/outside-collaborator/eve",
+        "Plan: 2 to create, 7 to update, 2 to delete, 3 unmanaged.",
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
@@ -1715,7 +1719,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_demo_serves_until_terminated() {
     let fx = Fixture::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
         .current_dir(fx.root())
@@ -1735,23 +1743,32 @@ fn the_demo_serves_until_terminated() {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let metrics = loop {
-        assert!(std::time::Instant::now() < deadline, "the demo never served six audited targets");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never served seven audited targets"
+        );
         if let Some(text) = get("/metrics") {
-            if text.matches("plumb_plan_exit_code{").count() == 6 {
+            if text.matches("plumb_plan_exit_code{").count() == 7 {
                 break text;
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    for target in ["cluster", "dashboards", "rules", "accounts", "services"] {
+    for target in ["cluster", "dashboards", "rules", "github", "accounts", "services"] {
         assert!(
-            metrics.lines().any(|l| l.starts_with("plumb_plan_exit_code{") && l.contains(&format!("target=\"{target}\"")) && l.ends_with(" 2")),
+            metrics.lines().any(|l| l.starts_with("plumb_plan_exit_code{")
+                && l.contains(&format!("target=\"{target}\""))
+                && l.ends_with(" 2")),
             "{target} not drifting in\n{metrics}"
         );
     }
     let page = get("/").unwrap();
     assert!(page.contains("apps/v1/Deployment/shop/cart"), "{page}");
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

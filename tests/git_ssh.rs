@@ -22,12 +22,18 @@ impl Drop for Sshd {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn keygen(path: &Path) {
-    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "plumb-test", "-f"]).arg(path));
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "plumb-test", "-f"])
+        .arg(path));
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -44,7 +50,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// Starts sshd on a free loopback port; returns it and the port.
 fn start_sshd(dir: &Path) -> (Sshd, u16) {
     let sshd = Path::new("/usr/sbin/sshd");
-    assert!(sshd.exists(), "the ssh tests need Debian's openssh-server (scripts/test.sh installs it)");
+    assert!(
+        sshd.exists(),
+        "the ssh tests need Debian's openssh-server (scripts/test.sh installs it)"
+    );
     keygen(&dir.join("host_key"));
     keygen(&dir.join("client_key"));
     std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
@@ -76,7 +85,11 @@ fn start_sshd(dir: &Path) -> (Sshd, u16) {
 fn known_hosts(dir: &Path, port: u16, key_file: &str) -> std::path::PathBuf {
     let key = std::fs::read_to_string(dir.join(key_file)).unwrap();
     let mut parts = key.split_whitespace();
-    let line = format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap());
+    let line = format!(
+        "[127.0.0.1]:{port} {} {}\n",
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
     let path = dir.join(format!("known_hosts_{key_file}"));
     std::fs::write(&path, line).unwrap();
     path
@@ -95,7 +108,10 @@ fn ssh_with_a_key_and_a_verified_host_key_checks_out_the_commit() {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "first over ssh"]);
     let commit = git(&work, &["rev-parse", "HEAD"]);
-    run(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(root.join("origin.git")));
+    run(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&work)
+        .arg(root.join("origin.git")));
 
     let user = run(Command::new("id").arg("-un"));
     let spec = |known: std::path::PathBuf| GitSpec {
@@ -113,11 +129,16 @@ fn ssh_with_a_key_and_a_verified_host_key_checks_out_the_commit() {
     let checkout = plumb::source::git::checkout(&good, "main", &root.join("state")).unwrap();
     assert_eq!(checkout.info.commit.as_deref(), Some(commit.as_str()));
     assert_eq!(checkout.info.subject.as_deref(), Some("first over ssh"));
-    assert_eq!(std::fs::read_to_string(checkout.root.join("a.yaml")).unwrap(), "id: a\n");
+    assert_eq!(
+        std::fs::read_to_string(checkout.root.join("a.yaml")).unwrap(),
+        "id: a\n"
+    );
 
     // A host whose key is not the one known: refused, saying why.
     let wrong = spec(known_hosts(root, port, "client_key.pub"));
-    let err = plumb::source::git::checkout(&wrong, "main", &root.join("state2")).unwrap_err().to_string();
+    let err = plumb::source::git::checkout(&wrong, "main", &root.join("state2"))
+        .unwrap_err()
+        .to_string();
     assert!(err.to_lowercase().contains("host key"), "{err}");
     assert!(err.contains("127.0.0.1"), "{err}");
 }

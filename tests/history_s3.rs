@@ -263,7 +263,9 @@ async fn serve_keeps_auditing_when_the_store_dies_and_counts_the_failures() {
     let http = reqwest::Client::new();
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     let value = |text: &str, name: &str| -> Option<f64> {
-        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     };
     let store = S3Store::connect(&spec(&moto.endpoint, "serve")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -284,7 +286,11 @@ async fn serve_keeps_auditing_when_the_store_dies_and_counts_the_failures() {
             let text = r.text().await.unwrap_or_default();
             let failures = value(&text, "plumb_history_write_failures_total").unwrap_or(0.0);
             let last_run = value(&text, "plumb_last_run_timestamp_seconds{target=\"app\"}");
-            assert_eq!(value(&text, "plumb_plan_exit_code{provider=\"exec\",target=\"app\"}"), Some(2.0), "{text}");
+            assert_eq!(
+                value(&text, "plumb_plan_exit_code{provider=\"exec\",target=\"app\"}"),
+                Some(2.0),
+                "{text}"
+            );
             if failures >= 1.0 {
                 match last_run_then {
                     None => last_run_then = last_run,

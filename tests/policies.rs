@@ -18,6 +18,9 @@ fn shipped_policies_load() {
     }
     loaded.sort();
     for provider in ["exec", "grafana", "kubernetes", "prometheus"] {
-        assert!(loaded.iter().any(|p| p == provider), "no default policy for {provider}: {loaded:?}");
+        assert!(
+            loaded.iter().any(|p| p == provider),
+            "no default policy for {provider}: {loaded:?}"
+        );
     }
 }

@@ -279,7 +279,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -317,12 +321,17 @@ async fn a_signed_push_webhook_fetches_and_audits_now() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _serve = Serve { child, base: format!("http://127.0.0.1:{port}") };
+    let _serve = Serve {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let exit_code = "plumb_plan_exit_code{provider=\"exec\",target=\"app\"}";
     wait_for("the start-up audit", async || {
-        let Ok(r) = http.get(format!("{base}/metrics")).send().await else { return false };
+        let Ok(r) = http.get(format!("{base}/metrics")).send().await else {
+            return false;
+        };
         metric(&r.text().await.unwrap_or_default(), exit_code) == Some(0.0)
     })
     .await;
@@ -335,15 +344,142 @@ async fn a_signed_push_webhook_fetches_and_audits_now() {
     let hook = format!("{base}/api/v1/webhook/git");
     let unsigned = http.post(&hook).body(body.clone()).send().await.unwrap();
     assert_eq!(unsigned.status(), 401);
-    let forged = http.post(&hook).header("X-Hub-Signature-256", sign("wrong", &body)).body(body.clone()).send().await.unwrap();
+    let forged = http
+        .post(&hook)
+        .header("X-Hub-Signature-256", sign("wrong", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
-    let signed = http.post(&hook).header("X-Hub-Signature-256", sign("s3cret-hook", &body)).body(body).send().await.unwrap();
+    let signed = http
+        .post(&hook)
+        .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(signed.status(), 202);
 
     wait_for("the audit of the pushed commit", async || {
-        let Ok(r) = http.get(format!("{base}/metrics")).send().await else { return false };
+        let Ok(r) = http.get(format!("{base}/metrics")).send().await else {
+            return false;
+        };
         let text = r.text().await.unwrap_or_default();
         metric(&text, exit_code) == Some(2.0) && text.contains(&new_commit)
     })
     .await;
+}
+
+fn spawn_serve(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A target whose audit outlasts its schedule is never audited twice at
+/// once: the ticks that find it running are skipped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_ticks_are_skipped_and_counted() {
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("desired/app")).unwrap();
+    std::fs::write(root.join("desired/app/a.yaml"), "id: a/x\n").unwrap();
+    // The plugin records how many audits run at once.
+    std::fs::write(
+        root.join("slow.sh"),
+        "n=$(cat running 2>/dev/null || echo 0); echo $((n+1)) > running; [ $((n+1)) -gt 1 ] && touch overlapped\nsleep 2.5\necho 0 > running\necho '[{\"id\": \"a/x\"}]'\n",
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        root.join("plumb.yaml"),
+        format!("source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\" }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"* * * * * *\"\n    connection: {{ command: [bash, slow.sh], timeout: 10s }}\n"),
+    )
+    .unwrap();
+    let child = spawn_serve(&root.join("plumb.yaml"));
+    let _serve = Serve {
+        child,
+        base: String::new(),
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    wait_for("skipped runs counted", async || {
+        let Ok(r) = http.get(&url).send().await else {
+            return false;
+        };
+        metric(
+            &r.text().await.unwrap_or_default(),
+            "plumb_skipped_runs_total{target=\"app\"}",
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+    })
+    .await;
+    assert!(
+        !root.join("overlapped").exists(),
+        "two audits of one target ran at once"
+    );
+}
+
+/// SIGHUP reloads the configuration: new target labels are re-registered on
+/// the metrics; a broken file is rejected and the old configuration kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("desired/app")).unwrap();
+    std::fs::write(root.join("desired/app/a.yaml"), "id: a/x\n").unwrap();
+    std::fs::write(root.join("live.json"), r#"[{"id": "a/x"}]"#).unwrap();
+    let port = free_port();
+    let config = |labels: &str| {
+        format!("source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\" }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"* * * * * *\"\n    labels: {{ {labels} }}\n    connection: {{ command: [cat, live.json] }}\n")
+    };
+    std::fs::write(root.join("plumb.yaml"), config("team: a")).unwrap();
+    let child = spawn_serve(&root.join("plumb.yaml"));
+    let pid = child.id().to_string();
+    let mut serve = Serve {
+        child,
+        base: String::new(),
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let has = |needle: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move || match http.get(&url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default().contains(needle),
+            Err(_) => false,
+        }
+    };
+    wait_for(
+        "team a",
+        has("plumb_plan_exit_code{provider=\"exec\",target=\"app\",team=\"a\"} 0"),
+    )
+    .await;
+
+    std::fs::write(root.join("plumb.yaml"), config("team: b, tier: gold")).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for(
+        "new labels",
+        has("plumb_plan_exit_code{provider=\"exec\",target=\"app\",team=\"b\",tier=\"gold\"} 0"),
+    )
+    .await;
+
+    // A broken file: rejected, the daemon goes on with what it had.
+    std::fs::write(root.join("plumb.yaml"), "source: {\n  nonsense").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "a bad config on SIGHUP stopped serve"
+    );
+    let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("team=\"b\",tier=\"gold\""), "{text}");
 }

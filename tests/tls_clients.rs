@@ -9,7 +9,10 @@ async fn every_tls_client_builds_in_one_process() {
     plumb::install_crypto_provider();
     let provider = rustls::crypto::CryptoProvider::get_default().expect("a process-level provider");
     assert!(
-        provider.cipher_suites.iter().all(|s| format!("{s:?}").starts_with("TLS")),
+        provider
+            .cipher_suites
+            .iter()
+            .all(|s| format!("{s:?}").starts_with("TLS")),
         "unexpected provider"
     );
 
@@ -18,7 +21,10 @@ async fn every_tls_client_builds_in_one_process() {
     kube::Client::try_from(config).expect("kube client");
 
     // reqwest with rustls and no provider of its own (Grafana, Prometheus).
-    reqwest::Client::builder().https_only(true).build().expect("reqwest client");
+    reqwest::Client::builder()
+        .https_only(true)
+        .build()
+        .expect("reqwest client");
 
     // The S3 history store.
     std::env::set_var("AWS_ACCESS_KEY_ID", "x");

@@ -215,14 +215,24 @@ async fn webhook(State(daemon): State<Arc<Daemon>>, headers: HeaderMap, body: ax
         return error(StatusCode::NOT_FOUND, "webhooks are off: set server.webhook_secret_env");
     };
     let Some(secret) = std::env::var(&var).ok().filter(|s| !s.is_empty()) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, &format!("environment variable {var} is not set"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("environment variable {var} is not set"),
+        );
     };
-    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if !signature_valid(secret.as_bytes(), &body, signature) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature-256");
     }
     let started = daemon.clone().on_push().await;
-    (StatusCode::ACCEPTED, Json(json!({ "fetched": true, "audits_started": started }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "fetched": true, "audits_started": started })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -237,7 +247,11 @@ mod tests {
         assert!(signature_valid(b"It's a Secret to Everybody", b"Hello, World!", sig));
         assert!(!signature_valid(b"another secret", b"Hello, World!", sig));
         assert!(!signature_valid(b"It's a Secret to Everybody", b"Hello, World?", sig));
-        assert!(!signature_valid(b"It's a Secret to Everybody", b"Hello, World!", "sha1=abc"));
+        assert!(!signature_valid(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            "sha1=abc"
+        ));
         assert!(!signature_valid(b"It's a Secret to Everybody", b"Hello, World!", ""));
     }
 }

@@ -4,10 +4,16 @@
 //!
 //! cargo run --release -p plumb-grafana --example bench_audit -- [dashboards]
 //!
-//! The simulator runs in the same process, so the RSS figures include its
-//! copy of every dashboard; the line after seeding shows that share.
+//! The simulator runs in a child process (this binary, re-run as
+//! `bench_audit serve DIR`), so the two sides do not share a runtime or a
+//! heap: the RSS figures are plumb's alone, and concurrency 8 can overlap
+//! requests with the simulator's work. The child answers `count` on its
+//! standard input with the requests it saw since the last `count`, and
+//! `rss` with its own peak RSS.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plumb_grafana::sim::{Sim, SimOptions};
@@ -57,7 +63,11 @@ fn dashboard(d: usize) -> Value {
 }
 
 fn rss(field: &str) -> String {
-    std::fs::read_to_string("/proc/self/status")
+    rss_of("self", field)
+}
+
+fn rss_of(pid: &str, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -67,10 +77,42 @@ fn rss(field: &str) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// The child: a simulator seeded from `dir`, its URL on the first line of
+/// standard output, then commands from standard input until it closes.
+async fn serve(dir: &Path) {
+    let sim = Sim::start(SimOptions::default()).await.expect("sim");
+    let seeded = sim.seed_dir(dir).expect("seed");
+    println!("{} {seeded}", sim.url());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(command) = rx.recv().await {
+        match command.trim() {
+            "count" => {
+                println!("{}", sim.total_requests());
+                sim.reset_requests();
+            }
+            "rss" => println!("{}", rss("VmHWM:")),
+            _ => println!("?"),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        serve(Path::new(args.get(2).expect("serve DIR"))).await;
+        return;
+    }
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bytes = 0;
     for d in 0..n {
@@ -86,20 +128,41 @@ async fn main() {
         bytes as f64 / 1e6
     );
 
-    let sim = Sim::start(SimOptions::default()).await.expect("sim");
-    sim.seed_dir(dir.path()).expect("seed");
+    let mut child = Command::new(std::env::current_exe().expect("current exe"))
+        .arg("serve")
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the simulator process");
+    let mut to_child = child.stdin.take().expect("stdin");
+    let mut from_child = BufReader::new(child.stdout.take().expect("stdout"));
+    // The first line: the URL and how many dashboards were seeded.
+    let mut first = String::new();
+    from_child.read_line(&mut first).expect("read from simulator");
+    let mut parts = first.split_whitespace();
+    let url = parts.next().expect("the simulator's URL").to_string();
+    let seeded = parts.next().unwrap_or("?").to_string();
+    let mut ask = |command: &str| -> String {
+        writeln!(to_child, "{command}").expect("write to simulator");
+        let mut line = String::new();
+        from_child.read_line(&mut line).expect("read from simulator");
+        line.trim().to_string()
+    };
+    let pid = child.id().to_string();
     println!(
-        "after seeding the simulator: VmRSS {} (VmHWM {})",
-        rss("VmRSS:"),
-        rss("VmHWM:")
+        "simulator process {pid}: {seeded} dashboards seeded, VmHWM {}",
+        rss_of(&pid, "VmHWM:")
     );
+    println!("plumb process before the audits: VmHWM {}", rss("VmHWM:"));
+
     std::env::set_var("PLUMB_BENCH_TOKEN", "sim-viewer-token");
     let mut ctx = Ctx::new("bench", std::env::temp_dir());
     ctx.timeout = Duration::from_secs(600);
 
     for concurrency in [1, 8] {
         let p = plumb_grafana::build(
-            &json!({"url": sim.url(), "token_env": "PLUMB_BENCH_TOKEN", "concurrency": concurrency}),
+            &json!({"url": url, "token_env": "PLUMB_BENCH_TOKEN", "concurrency": concurrency}),
             Path::new("."),
         )
         .expect("build");
@@ -107,11 +170,11 @@ async fn main() {
         let desired = p.desired(dir.path(), dir.path(), &ctx).expect("desired");
         let t_desired = t.elapsed();
         let hwm_before_live = rss("VmHWM:");
-        sim.reset_requests();
+        let _ = ask("count");
         let t = Instant::now();
         let live = p.live(&desired, &ctx).await.expect("live");
         let t_live = t.elapsed();
-        let requests = sim.total_requests();
+        let requests = ask("count");
         let t = Instant::now();
         let mut drift = 0;
         for d in &desired.resources {
@@ -132,11 +195,14 @@ async fn main() {
         }
         let t_compare = t.elapsed();
         println!(
-            "concurrency {concurrency}: desired {:.2}s, live {:.2}s ({requests} requests), compare {:.2}s, drift {drift}, VmHWM before live {hwm_before_live}, after {}",
+            "concurrency {concurrency}: desired {:.2}s, live {:.2}s ({requests} requests), compare {:.2}s, drift {drift}, plumb VmHWM before live {hwm_before_live}, after {}",
             t_desired.as_secs_f64(),
             t_live.as_secs_f64(),
             t_compare.as_secs_f64(),
             rss("VmHWM:")
         );
     }
+    println!("simulator process peak: VmHWM {}", ask("rss"));
+    drop(to_child);
+    let _ = child.wait();
 }

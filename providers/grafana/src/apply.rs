@@ -4,7 +4,7 @@
 //! inside folders this target owns. Each change stands alone: one failure
 //! does not stop the rest.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use plumb_model::{Action, ApplyChange, Authority, ChangeResult, Ctx, Outcome};
 use reqwest::Method;
@@ -15,11 +15,24 @@ use crate::{DASHBOARD_KIND, FOLDER_KIND};
 
 /// The version-history message of a save, so Grafana's own history points
 /// back to Git ("Create / Update dashboard": `message` is the commit
-/// message of the version, dashboard.md).
+/// message of the version, dashboard.md): the commit id and its subject,
+/// e.g. `plumb: sync from Git commit 0123abcd "Fix the latency panel"
+/// (target grafana-prod)`. Either part is left out when the core does not
+/// know it; a subject is cut to its first line.
 pub fn save_message(ctx: &Ctx) -> String {
-    match ctx.commit.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-        Some(commit) => format!("plumb: sync from Git commit {commit} (target {})", ctx.target),
-        None => format!("plumb: sync from Git (target {})", ctx.target),
+    let commit = ctx.commit.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let subject = ctx
+        .commit_subject
+        .as_deref()
+        .and_then(|s| s.lines().next())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let target = &ctx.target;
+    match (commit, subject) {
+        (Some(c), Some(s)) => format!("plumb: sync from Git commit {c} \"{s}\" (target {target})"),
+        (Some(c), None) => format!("plumb: sync from Git commit {c} (target {target})"),
+        (None, Some(s)) => format!("plumb: sync from Git: \"{s}\" (target {target})"),
+        (None, None) => format!("plumb: sync from Git (target {target})"),
     }
 }
 
@@ -50,7 +63,7 @@ fn depth(uid: &str, parents: &BTreeMap<String, Option<String>>) -> usize {
 pub async fn apply(
     client: &Client,
     changes: &[ApplyChange],
-    provisioned: &HashSet<String>,
+    provisioned: &HashMap<String, String>,
     ctx: &Ctx,
 ) -> Vec<ChangeResult> {
     let message = save_message(ctx);
@@ -113,7 +126,12 @@ async fn send(client: &Client, method: Method, path: &str, body: Option<&Value>)
     client.call(method, url, body).await.map_err(|f| f.error.to_string())
 }
 
-async fn apply_one(client: &Client, change: &ApplyChange, provisioned: &HashSet<String>, message: &str) -> Outcome {
+async fn apply_one(
+    client: &Client,
+    change: &ApplyChange,
+    provisioned: &HashMap<String, String>,
+    message: &str,
+) -> Outcome {
     let kind = kind_of(change);
     match (kind, change.action) {
         (_, Action::Unmanaged) => Outcome::Refused("unmanaged objects are reported, never changed".into()),
@@ -166,10 +184,10 @@ async fn apply_one(client: &Client, change: &ApplyChange, provisioned: &HashSet<
             let body = desired.body();
             let mut model = body["dashboard"].clone();
             let uid = model["uid"].as_str().unwrap_or_default().to_string();
-            if provisioned.contains(&uid) {
-                return Outcome::Refused(
-                    "the dashboard is provisioned into Grafana from a file (managed elsewhere); Grafana refuses to save it".into(),
-                );
+            if let Some(who) = provisioned.get(&uid) {
+                return Outcome::Refused(format!(
+                    "managed elsewhere: {who}; plumb never saves it (the other tool would overwrite or refuse the save)"
+                ));
             }
             if let Value::Object(m) = &mut model {
                 // Grafana assigns id and version; export artefacts do not
@@ -201,8 +219,8 @@ async fn apply_one(client: &Client, change: &ApplyChange, provisioned: &HashSet<
                 );
             }
             let uid = live.body()["dashboard"]["uid"].as_str().unwrap_or_default().to_string();
-            if provisioned.contains(&uid) {
-                return Outcome::Refused("the dashboard is provisioned (managed elsewhere)".into());
+            if let Some(who) = provisioned.get(&uid) {
+                return Outcome::Refused(format!("managed elsewhere: {who}; plumb never deletes it"));
             }
             match send(client, Method::DELETE, &format!("api/dashboards/uid/{uid}"), None).await {
                 Ok(_) => Outcome::Applied,
@@ -210,5 +228,42 @@ async fn apply_one(client: &Client, change: &ApplyChange, provisioned: &HashSet<
             }
         }
         (other, action) => Outcome::Refused(format!("the grafana provider cannot {action} a {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(commit: Option<&str>, subject: Option<&str>) -> Ctx {
+        let mut ctx = Ctx::new("grafana-prod", std::env::temp_dir());
+        ctx.commit = commit.map(str::to_string);
+        ctx.commit_subject = subject.map(str::to_string);
+        ctx
+    }
+
+    #[test]
+    fn save_message_names_commit_and_subject() {
+        assert_eq!(
+            save_message(&ctx(Some("9f1c2e7"), Some("Raise the latency threshold"))),
+            r#"plumb: sync from Git commit 9f1c2e7 "Raise the latency threshold" (target grafana-prod)"#
+        );
+        // Only the subject line, trimmed.
+        assert_eq!(
+            save_message(&ctx(Some(" 9f1c2e7 "), Some("  Subject  \n\nBody text"))),
+            r#"plumb: sync from Git commit 9f1c2e7 "Subject" (target grafana-prod)"#
+        );
+        assert_eq!(
+            save_message(&ctx(Some("9f1c2e7"), Some("  "))),
+            "plumb: sync from Git commit 9f1c2e7 (target grafana-prod)"
+        );
+        assert_eq!(
+            save_message(&ctx(None, None)),
+            "plumb: sync from Git (target grafana-prod)"
+        );
+        assert_eq!(
+            save_message(&ctx(None, Some("Subject"))),
+            r#"plumb: sync from Git: "Subject" (target grafana-prod)"#
+        );
     }
 }

@@ -144,6 +144,18 @@ impl Client {
     /// Sends one request, retrying what is transient, and returns the JSON
     /// answer of a 2xx.
     pub async fn call(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Value, Failure> {
+        self.call_accepting(method, url, body, "application/json").await
+    }
+
+    /// [`Client::call`] with another `Accept` header (the `/apis`
+    /// endpoints negotiate representations through it).
+    pub async fn call_accepting(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        accept: &str,
+    ) -> Result<Value, Failure> {
         let request = format!("{method} {url}");
         let mut attempt: u32 = 0;
         loop {
@@ -151,7 +163,7 @@ impl Client {
                 .http
                 .request(method.clone(), url.clone())
                 .header(reqwest::header::AUTHORIZATION, &self.authorization)
-                .header(reqwest::header::ACCEPT, "application/json");
+                .header(reqwest::header::ACCEPT, accept);
             if let Some(b) = body {
                 builder = builder.json(b);
             }
@@ -213,6 +225,12 @@ impl Client {
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, Failure> {
         let url = self.url(path, query).map_err(|error| Failure { status: None, error })?;
         self.call(Method::GET, url, None).await
+    }
+
+    /// GET returning JSON, with `accept` as the `Accept` header.
+    pub async fn get_accepting(&self, path: &str, query: &[(&str, String)], accept: &str) -> Result<Value, Failure> {
+        let url = self.url(path, query).map_err(|error| Failure { status: None, error })?;
+        self.call_accepting(Method::GET, url, None, accept).await
     }
 
     fn transport(&self, request: &str, e: reqwest::Error) -> Failure {

@@ -16,6 +16,11 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retries of a transient failure (5xx, connect error, timeout, 429).
 pub const DEFAULT_RETRIES: u32 = 3;
+/// The `/apis` namespace of organisation 1 on a self-hosted Grafana
+/// ("Default organization (org 1): default"; other organisations are
+/// `org-<id>`, Grafana Cloud stacks `stacks-<id>`:
+/// https://grafana.com/docs/grafana/latest/developer-resources/api-reference/http-api/apis/).
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// How plumb authenticates to Grafana.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,8 @@ pub struct Connection {
     pub concurrency: usize,
     pub request_timeout: Duration,
     pub retries: u32,
+    /// Namespace of the `/apis` endpoints (the organisation or stack).
+    pub namespace: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +60,8 @@ struct Raw {
     request_timeout: Option<String>,
     #[serde(default)]
     retries: Option<u32>,
+    #[serde(default)]
+    namespace: Option<String>,
 }
 
 fn config(message: impl Into<String>) -> ProviderError {
@@ -119,12 +128,28 @@ impl Connection {
         if retries > 10 {
             return Err(config(format!("retries must be at most 10, not {retries}")));
         }
+        let namespace = raw.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        // A Kubernetes namespace is a DNS label (RFC 1123): it goes into
+        // the request path as it is.
+        let label_ok = !namespace.is_empty()
+            && namespace.len() <= 63
+            && namespace
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !namespace.starts_with('-')
+            && !namespace.ends_with('-');
+        if !label_ok {
+            return Err(config(format!(
+                "namespace {namespace:?} is not a namespace name (lower-case letters, digits and '-': default, org-2, stacks-1234)"
+            )));
+        }
         Ok(Connection {
             url,
             auth,
             concurrency,
             request_timeout,
             retries,
+            namespace,
         })
     }
 }
@@ -161,5 +186,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("concurrency"), "{e}");
+        let e = Connection::parse(&json!({"url": "http://x", "token_env": "T", "namespace": "../x"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("namespace"), "{e}");
+    }
+
+    #[test]
+    fn namespace_defaults_to_org_one() {
+        let c = Connection::parse(&json!({"url": "http://x", "token_env": "T"})).unwrap();
+        assert_eq!(c.namespace, "default");
+        let c = Connection::parse(&json!({"url": "http://x", "token_env": "T", "namespace": "stacks-1234"})).unwrap();
+        assert_eq!(c.namespace, "stacks-1234");
     }
 }

@@ -5,10 +5,12 @@
 //!
 //! Modules: [`connection`] parses the `connection:` block, `desired` reads
 //! dashboard files and folders, `client` talks HTTP (auth, retries),
-//! `live` reads the scoped live state, [`normalize`] holds the canonical
+//! `live` reads the scoped live state, `apis` finds dashboards another
+//! tool manages through the `/apis` endpoints, [`normalize`] holds the canonical
 //! forms (each rule citing Grafana's source), `apply` reconciles, `import`
 //! writes live state as files. Users' documentation: `docs/grafana.md`.
 
+mod apis;
 mod apply;
 mod client;
 pub mod connection;
@@ -18,7 +20,7 @@ mod live;
 pub mod normalize;
 pub mod sim;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -57,7 +59,7 @@ pub fn folder_id(uid: &str) -> String {
 pub fn build(connection: &Value, _base: &Path) -> Result<GrafanaProvider, ProviderError> {
     Ok(GrafanaProvider {
         connection: Connection::parse(connection)?,
-        provisioned: Mutex::new(HashSet::new()),
+        provisioned: Mutex::new(HashMap::new()),
     })
 }
 
@@ -65,9 +67,9 @@ pub fn build(connection: &Value, _base: &Path) -> Result<GrafanaProvider, Provid
 #[derive(Debug)]
 pub struct GrafanaProvider {
     connection: Connection,
-    /// Provisioned dashboards seen by the last live read: apply never saves
-    /// or deletes them.
-    provisioned: Mutex<HashSet<String>>,
+    /// Dashboards managed elsewhere seen by the last live read (uid → who
+    /// manages them): apply never saves or deletes them.
+    provisioned: Mutex<HashMap<String, String>>,
 }
 
 impl GrafanaProvider {
@@ -98,7 +100,14 @@ impl Provider for GrafanaProvider {
 
     async fn live(&self, desired: &Desired, ctx: &Ctx) -> Result<Live, ProviderError> {
         let client = client::Client::new(&self.connection, ctx)?;
-        let read = live::read(&client, self.connection.concurrency, desired, ctx).await?;
+        let read = live::read(
+            &client,
+            self.connection.concurrency,
+            &self.connection.namespace,
+            desired,
+            ctx,
+        )
+        .await?;
         if let Ok(mut p) = self.provisioned.lock() {
             *p = read.provisioned;
         }

@@ -4,9 +4,11 @@
 //! `GET /api/dashboards/uid/{uid}` with bounded concurrency. The scope is
 //! what the desired state implies: its dashboards wherever they are now,
 //! and everything inside the folders it manages; with no desired state
-//! (`plumb import`), everything.
+//! (`plumb import`), everything. Dashboards another tool manages are
+//! found from the legacy `meta.provisioned` and, where Grafana has them,
+//! the `/apis` annotations (see `apis`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use futures_util::stream::{self, StreamExt};
 use plumb_model::{Authority, ChangedBy, Ctx, Desired, Finding, Live, ProviderError, Resource, Severity};
@@ -27,8 +29,9 @@ const MAX_PAGES: usize = 10_000;
 /// What the live read found, with what apply needs to remember.
 pub struct LiveRead {
     pub live: Live,
-    /// Uids of provisioned dashboards: never saved, deleted or pruned.
-    pub provisioned: HashSet<String>,
+    /// Dashboards managed elsewhere (file provisioning, or a manager named
+    /// by `/apis`), uid → who manages them: never saved, deleted or pruned.
+    pub provisioned: HashMap<String, String>,
 }
 
 /// The desired state's shape, as far as scoping needs it.
@@ -168,6 +171,7 @@ async fn read_folders(
 pub async fn read(
     client: &Client,
     concurrency: usize,
+    namespace: &str,
     desired: &Desired,
     ctx: &Ctx,
 ) -> Result<LiveRead, ProviderError> {
@@ -209,6 +213,11 @@ pub async fn read(
         })
         .collect();
     tracing::debug!(target_name = %ctx.target, hits = hits.len(), fetching = wanted.len(), "grafana search done");
+    // Dashboards managed through /apis (Git Sync, Terraform, …); empty on a
+    // Grafana without those endpoints.
+    let managers = crate::apis::managed_dashboards(client, namespace)
+        .await?
+        .unwrap_or_default();
 
     // Each answer is reduced to a compact resource as soon as it arrives,
     // so at most `concurrency` parsed dashboards are in memory at once.
@@ -224,7 +233,7 @@ pub async fn read(
     .collect()
     .await;
 
-    let mut provisioned = HashSet::new();
+    let mut provisioned = HashMap::new();
     for answer in fetched {
         let Some(f) = answer? else { continue };
         let Fetched {
@@ -236,23 +245,33 @@ pub async fn read(
         } = f;
         let id = dashboard_id(&uid);
         let in_git = scope.dashboards.contains_key(&uid);
-        if meta.get("provisioned").and_then(Value::as_bool) == Some(true) {
-            provisioned.insert(uid.clone());
-            let external = meta
-                .get("provisionedExternalId")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default();
+        // One finding per dashboard: the /apis annotation names the manager
+        // more precisely than the legacy flag, which only file
+        // provisioning sets.
+        let managed_by = match managers.get(&uid) {
+            Some(m) => Some(m.describe()),
+            None if meta.get("provisioned").and_then(Value::as_bool) == Some(true) => {
+                let external = meta
+                    .get("provisionedExternalId")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                Some(format!("provisioned into Grafana from a file{external}"))
+            }
+            None => None,
+        };
+        if let Some(who) = managed_by {
             findings.push(Finding {
                 id: id.clone(),
                 kind: DASHBOARD_KIND.into(),
                 message: format!(
-                    "managed elsewhere: provisioned into Grafana from a file{external}; plumb never saves, deletes or prunes it{}",
+                    "managed elsewhere: {who}; plumb never saves, deletes or prunes it{}",
                     if in_git { ", although Git also has it" } else { "" }
                 ),
                 severity: Severity::Warning,
             });
+            provisioned.insert(uid.clone(), who);
             if !in_git {
                 continue;
             }
@@ -281,7 +300,8 @@ pub async fn read(
                 who: who.to_string(),
                 when: meta.get("updated").and_then(Value::as_str).map(str::to_string),
             });
-        let authority = if own_folders && !scope.everything && scope.manages(&folder) && !provisioned.contains(&uid) {
+        let authority = if own_folders && !scope.everything && scope.manages(&folder) && !provisioned.contains_key(&uid)
+        {
             Authority::Owned
         } else {
             Authority::Foreign

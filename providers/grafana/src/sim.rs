@@ -20,11 +20,24 @@
 //!   `POST /api/folders/{uid}/move`;
 //! - Bearer tokens and basic auth with Viewer / Editor / Admin roles, with
 //!   Grafana's 401 and 403 bodies;
+//! - the Kubernetes-style `/apis` dashboards of Grafana 12 (unless
+//!   `SimOptions::apis` is off, as on Grafana 11, which answers 404): group
+//!   discovery `GET /apis/dashboard.grafana.app`, and `GET` of the list and
+//!   of one dashboard in `v1beta1` and `v0alpha1` below
+//!   `namespaces/default`, with `limit`/`continue` paging, metadata-only
+//!   lists when `Accept` asks for `PartialObjectMetadataList`, and the
+//!   `grafana.app/managedBy`, `managerId` and `sourcePath` annotations of
+//!   dashboards another tool manages ([`Sim::set_managed`]);
 //! - fault injection (status, `Retry-After`, delay) and request counting;
 //! - an optional sub-path (Grafana's `serve_from_sub_path`).
 //!
-//! What it leaves out: the `/apis` (Kubernetes-style) endpoints and their
-//! `grafana.app/managedBy` annotation, organisations other than 1, dashboard
+//! What it leaves out: writes through `/apis` (create, update, patch,
+//! delete), watches, the `v1`/`v2*` versions, the `/dto` subresource,
+//! Kubernetes `Status` bodies for 401/403 on `/apis` (it answers the
+//! legacy ones), the admission rules that keep a managed dashboard's
+//! annotations to its manager (legacy saves of such a dashboard are
+//! accepted and keep the annotations), organisations other than 1 (other
+//! namespaces answer 404), dashboard
 //! and folder permissions (ACLs) beyond the three basic roles, library panels
 //! and `__elements`, starring, dashboard restore and the trash, public
 //! dashboards, alert rules in folders, `schemaVersion` migration (Grafana
@@ -123,6 +136,9 @@ pub struct SimOptions {
     pub tokens: Vec<(String, String, Role)>,
     /// Basic-auth users: (login, password, role).
     pub users: Vec<(String, String, Role)>,
+    /// Serve the `/apis` dashboards, as Grafana 12 does; off, `/apis`
+    /// answers 404 as Grafana 11 does.
+    pub apis: bool,
 }
 
 impl Default for SimOptions {
@@ -138,6 +154,7 @@ impl Default for SimOptions {
                 ("sim-viewer-token".into(), "sa-plumb-viewer".into(), Role::Viewer),
             ],
             users: vec![("admin".into(), "admin".into(), Role::Admin)],
+            apis: true,
         }
     }
 }
@@ -163,7 +180,17 @@ struct Dash {
     created_by: String,
     updated_by: String,
     provisioned: Option<String>,
+    /// Set by another tool through `/apis`: the `grafana.app/managedBy`,
+    /// `managerId` and `sourcePath` annotations.
+    manager: Option<SimManager>,
     versions: Vec<VersionEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct SimManager {
+    kind: String,
+    identity: String,
+    source_path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +217,7 @@ struct State {
     faults: Vec<Fault>,
     requests: BTreeMap<String, u64>,
     sub_path: String,
+    apis: bool,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -312,8 +340,12 @@ fn errutil(status: StatusCode, message: &str, message_id: &str) -> Response {
 }
 
 /// Grafana's 403 from the access-control middleware
-/// (pkg/middleware/auth.go `accessForbidden`: title, message naming the
-/// permissions needed, accessErrorId).
+/// (pkg/services/accesscontrol/middleware.go `deny`: `title` "Access
+/// denied", `message` "You'll need additional permissions to perform this
+/// action. Permissions needed: " + the evaluator's `String()`, and
+/// `accessErrorId` "ACE" + 10 digits from `newID`). An `EvalAny` prints as
+/// "any of a, b" (pkg/services/accesscontrol/evaluator.go
+/// `anyEvaluator.String`).
 fn forbidden(permission: &str) -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -354,6 +386,7 @@ impl Sim {
             .unwrap_or_default();
         let mut state = State {
             sub_path: sub_path.clone(),
+            apis: options.apis,
             ..Default::default()
         };
         for (token, login, role) in options.tokens {
@@ -376,6 +409,16 @@ impl Sim {
                 get(get_folder).put(update_folder).delete(delete_folder),
             )
             .route("/api/folders/{uid}/move", post(move_folder))
+            .route("/apis/dashboard.grafana.app", get(apis_group))
+            .route(
+                "/apis/dashboard.grafana.app/{version}/namespaces/{namespace}/dashboards",
+                get(apis_list),
+            )
+            .route(
+                "/apis/dashboard.grafana.app/{version}/namespaces/{namespace}/dashboards/{name}",
+                get(apis_get),
+            )
+            .fallback(not_found)
             .layer(middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
         let app = if sub_path.is_empty() {
@@ -517,6 +560,25 @@ impl Sim {
         }
     }
 
+    /// Marks a dashboard as managed by another tool through `/apis`: its
+    /// `grafana.app/managedBy` (`repo`, `terraform`, `kubectl`, `plugin`),
+    /// `managerId` and `sourcePath` annotations. The legacy `meta` does not
+    /// show it.
+    pub fn set_managed(&self, uid: &str, kind: &str, identity: &str, source_path: &str) -> bool {
+        let mut st = lock(&self.state);
+        match st.dashboards.get_mut(uid) {
+            Some(d) => {
+                d.manager = Some(SimManager {
+                    kind: kind.to_string(),
+                    identity: identity.to_string(),
+                    source_path: source_path.to_string(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes a dashboard by hand.
     pub fn remove_dashboard(&self, uid: &str) -> bool {
         lock(&self.state).dashboards.remove(uid).is_some()
@@ -587,7 +649,7 @@ fn insert_dashboard(
         None => st.uid(),
     };
     let t = now();
-    let (id, version, created, created_by, mut versions, provisioned) = match st.dashboards.get(&uid) {
+    let (id, version, created, created_by, mut versions, provisioned, manager) = match st.dashboards.get(&uid) {
         Some(d) => (
             d.id,
             d.version + 1,
@@ -595,8 +657,9 @@ fn insert_dashboard(
             d.created_by.clone(),
             d.versions.clone(),
             d.provisioned.clone(),
+            d.manager.clone(),
         ),
-        None => (st.id(), 1, t.clone(), login.to_string(), Vec::new(), None),
+        None => (st.id(), 1, t.clone(), login.to_string(), Vec::new(), None, None),
     };
     if let Value::Object(map) = &mut data {
         map.insert("id".into(), json!(id));
@@ -623,6 +686,7 @@ fn insert_dashboard(
             created_by,
             updated_by: login.to_string(),
             provisioned,
+            manager,
             versions,
         },
     );
@@ -731,8 +795,212 @@ fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Principal, Respon
     Err(errutil(StatusCode::UNAUTHORIZED, "Unauthorized", "auth.unauthorized"))
 }
 
-async fn health() -> Response {
-    Json(json!({"commit": "plumb-sim", "database": "ok", "version": "11.6.0-plumb-sim"})).into_response()
+/// `/apis` exists from Grafana 12 on.
+async fn health(AxState(state): AxState<Shared>) -> Response {
+    let version = if lock(&state).apis {
+        "12.1.0-plumb-sim"
+    } else {
+        "11.6.0-plumb-sim"
+    };
+    Json(json!({"commit": "plumb-sim", "database": "ok", "version": version})).into_response()
+}
+
+/// Unknown paths: Grafana's `NotFoundHandler` (pkg/api/index.go) answers
+/// API paths (`/api…`, which includes `/apis` on a Grafana without them)
+/// with `404 {"message": "Not found"}`.
+async fn not_found() -> Response {
+    not_found_sync()
+}
+
+/// The dashboard versions the simulator serves, preferred first (Grafana
+/// 12's docs use v1beta1: grafana.com/docs/grafana/v12.4/developer-resources/api-reference/http-api/dashboard.md).
+const APIS_VERSIONS: [&str; 2] = ["v1beta1", "v0alpha1"];
+const APIS_GROUP: &str = "dashboard.grafana.app";
+
+/// A Kubernetes `Status` failure (k8s.io/apimachinery pkg/api/errors:
+/// `NewNotFound` words it `<resource>.<group> "<name>" not found`; an
+/// unknown path is "the server could not find the requested resource").
+fn k8s_status(status: StatusCode, reason: &str, message: &str, name: Option<&str>) -> Response {
+    let mut body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": status.as_u16(),
+    });
+    if let Some(name) = name {
+        body["details"] = json!({"name": name, "group": APIS_GROUP, "kind": "dashboards"});
+    }
+    (status, Json(body)).into_response()
+}
+
+fn apis_off_or_unknown(st: &State, version: &str, namespace: &str) -> Option<Response> {
+    if !st.apis {
+        return Some(not_found_sync());
+    }
+    if !APIS_VERSIONS.contains(&version) || namespace != "default" {
+        return Some(k8s_status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        ));
+    }
+    None
+}
+
+fn not_found_sync() -> Response {
+    error(StatusCode::NOT_FOUND, "Not found", None)
+}
+
+/// `GET /apis/dashboard.grafana.app`: the group's discovery document, a
+/// Kubernetes `APIGroup` (https://kubernetes.io/docs/reference/using-api/api-concepts/
+/// and k8s.io/apimachinery meta/v1 `APIGroup`).
+async fn apis_group(AxState(state): AxState<Shared>) -> Response {
+    if !lock(&state).apis {
+        return not_found_sync();
+    }
+    let versions: Vec<Value> = APIS_VERSIONS
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{APIS_GROUP}/{v}"), "version": v}))
+        .collect();
+    Json(json!({
+        "kind": "APIGroup", "apiVersion": "v1", "name": APIS_GROUP, "versions": versions,
+        "preferredVersion": {"groupVersion": format!("{APIS_GROUP}/{}", APIS_VERSIONS[0]), "version": APIS_VERSIONS[0]},
+    }))
+    .into_response()
+}
+
+/// A dashboard's `metadata`, as Grafana's unified storage fills it
+/// (annotation keys from pkg/apimachinery/utils/meta.go: `createdBy`,
+/// `updatedBy`, `updatedTimestamp`, `folder`, `managedBy`, `managerId`,
+/// `sourcePath`; `name` is the dashboard uid, `generation` its version,
+/// the legacy id in the `grafana.app/deprecatedInternalID` label).
+fn apis_metadata(d: &Dash) -> Value {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("grafana.app/createdBy".into(), json!(format!("user:{}", d.created_by)));
+    annotations.insert("grafana.app/updatedBy".into(), json!(format!("user:{}", d.updated_by)));
+    annotations.insert("grafana.app/updatedTimestamp".into(), json!(d.updated));
+    if !d.folder_uid.is_empty() {
+        annotations.insert("grafana.app/folder".into(), json!(d.folder_uid));
+    }
+    if let Some(m) = &d.manager {
+        annotations.insert("grafana.app/managedBy".into(), json!(m.kind));
+        if !m.identity.is_empty() {
+            annotations.insert("grafana.app/managerId".into(), json!(m.identity));
+        }
+        if !m.source_path.is_empty() {
+            annotations.insert("grafana.app/sourcePath".into(), json!(m.source_path));
+        }
+    }
+    json!({
+        "name": d.uid, "namespace": "default",
+        "uid": format!("{:08x}-0000-4000-8000-{:012x}", d.id, d.version),
+        "resourceVersion": format!("{}", d.id * 1_000_000 + d.version),
+        "generation": d.version, "creationTimestamp": d.created,
+        "labels": {"grafana.app/deprecatedInternalID": d.id.to_string()},
+        "annotations": annotations,
+    })
+}
+
+fn apis_object(d: &Dash, version: &str) -> Value {
+    let mut spec = d.data.clone();
+    if let Value::Object(m) = &mut spec {
+        // The spec is the dashboard model; id and version live in metadata.
+        m.remove("id");
+        m.remove("version");
+    }
+    json!({"kind": "Dashboard", "apiVersion": format!("{APIS_GROUP}/{version}"),
+           "metadata": apis_metadata(d), "spec": spec, "status": {}})
+}
+
+/// `GET /apis/dashboard.grafana.app/{version}/namespaces/{ns}/dashboards`:
+/// a `DashboardList` in name order, `limit` items (none or 0: all) and a
+/// `metadata.continue` token while more remain (Kubernetes "Retrieving
+/// large results sets in chunks",
+/// https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks);
+/// with `Accept: …;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` a
+/// `PartialObjectMetadataList` of metadata only (what k8s.io/client-go's
+/// metadata client asks for).
+async fn apis_list(
+    AxState(state): AxState<Shared>,
+    UrlPath((version, namespace)): UrlPath<(String, String)>,
+    Query(pairs): Query<Pairs>,
+    headers: HeaderMap,
+) -> Response {
+    let st = lock(&state);
+    if let Some(r) = apis_off_or_unknown(&st, &version, &namespace) {
+        return r;
+    }
+    let limit = first(&pairs, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let start = match first(&pairs, "continue").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(token) => match base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
+        {
+            Some(n) => n,
+            None => {
+                return k8s_status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "continue key is not valid: illegal base64 data",
+                    None,
+                )
+            }
+        },
+    };
+    let metadata_only = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(|first| first.contains("as=PartialObjectMetadataList"));
+    let all: Vec<&Dash> = st.dashboards.values().collect();
+    let end = start.saturating_add(limit).min(all.len());
+    let items: Vec<Value> = all
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            if metadata_only {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": apis_metadata(d)})
+            } else {
+                apis_object(d, &version)
+            }
+        })
+        .collect();
+    let mut list_meta = json!({"resourceVersion": format!("{}", st.next_id)});
+    if end < all.len() {
+        list_meta["continue"] = json!(base64::engine::general_purpose::STANDARD.encode(format!("offset:{end}")));
+    }
+    let (kind, api_version) = if metadata_only {
+        ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string())
+    } else {
+        ("DashboardList".to_string(), format!("{APIS_GROUP}/{version}"))
+    };
+    Json(json!({"kind": kind, "apiVersion": api_version, "metadata": list_meta, "items": items})).into_response()
+}
+
+/// `GET …/dashboards/{name}`: one `Dashboard`, or a `NotFound` Status.
+async fn apis_get(
+    AxState(state): AxState<Shared>,
+    UrlPath((version, namespace, name)): UrlPath<(String, String, String)>,
+) -> Response {
+    let st = lock(&state);
+    if let Some(r) = apis_off_or_unknown(&st, &version, &namespace) {
+        return r;
+    }
+    match st.dashboards.get(&name) {
+        Some(d) => Json(apis_object(d, &version)).into_response(),
+        None => k8s_status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("dashboards.{APIS_GROUP} \"{name}\" not found"),
+            Some(&name),
+        ),
+    }
 }
 
 /// Query parameters as pairs, so repeated keys (`tag=a&tag=b`) survive.
@@ -926,8 +1194,10 @@ async fn save_dashboard(
     Extension(who): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Response {
+    // pkg/api/api.go guards POST /api/dashboards/db with
+    // EvalAny(dashboards:create, dashboards:write).
     if who.role < Role::Editor {
-        return forbidden("dashboards:write");
+        return forbidden("any of dashboards:create, dashboards:write");
     }
     let Ok(cmd) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "bad request data", None);

@@ -28,7 +28,8 @@ fn provider(sim: &Sim, token_var: &str, token: &str) -> GrafanaProvider {
 fn ctx() -> Ctx {
     let mut ctx = Ctx::new("grafana-test", std::env::temp_dir());
     ctx.timeout = Duration::from_secs(30);
-    ctx.commit = Some("0123abcd Fix the latency panel".into());
+    ctx.commit = Some("0123abcd4567".into());
+    ctx.commit_subject = Some("Fix the latency panel".into());
     ctx
 }
 
@@ -162,7 +163,10 @@ async fn corpus_round_trips_through_the_simulator_without_drift() {
     assert_eq!(compare(&p, &desired, &live), Diff::default());
     // Grafana's own history names the commit.
     let messages = sim.version_messages("k8s_views_nodes");
-    assert!(messages[0].contains("0123abcd Fix the latency panel"), "{messages:?}");
+    assert!(
+        messages[0].contains(r#"commit 0123abcd4567 "Fix the latency panel""#),
+        "{messages:?}"
+    );
     // Folders follow directories, nested.
     let folders = sim.folders();
     let dashboards_dir = folders
@@ -205,6 +209,29 @@ async fn hand_edit_is_drift_with_who_and_when_and_apply_converges() {
     assert_eq!(compare(&p, &desired, &live), Diff::default());
     let after = live.resources.iter().find(|r| r.id == "dashboard/api-latency").unwrap();
     assert_eq!(after.changed_by.as_ref().unwrap().who, "sa-plumb-editor");
+
+    // Grafana's version history (GET /api/dashboards/uid/{uid}/versions,
+    // newest first) names the commit id and its subject for plumb's save,
+    // and nothing for alice's hand edit.
+    let (status, history) = raw(
+        &sim,
+        reqwest::Method::GET,
+        "/api/dashboards/uid/api-latency/versions",
+        Some("Bearer sim-viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3, "{history}");
+    assert_eq!(versions[0]["version"], 3);
+    assert_eq!(versions[0]["createdBy"], "sa-plumb-editor");
+    assert_eq!(
+        versions[0]["message"],
+        r#"plumb: sync from Git commit 0123abcd4567 "Fix the latency panel" (target grafana-test)"#
+    );
+    assert_eq!(versions[1]["createdBy"], "alice");
+    assert_eq!(versions[1]["message"], "");
 }
 
 #[tokio::test]
@@ -537,6 +564,15 @@ async fn viewer_token_gets_403_on_apply() {
         };
         assert!(m.contains("HTTP 403") && m.contains("additional permissions"), "{m}");
         assert!(m.contains("POST http://127.0.0.1:"), "{m}");
+        // Grafana's wording for the save route's EvalAny (see sim.rs).
+        if r.id.starts_with("dashboard/") {
+            assert!(
+                m.contains("Permissions needed: any of dashboards:create, dashboards:write"),
+                "{m}"
+            );
+        } else {
+            assert!(m.contains("Permissions needed: folders:create"), "{m}");
+        }
     }
     assert_eq!(sim.dashboard_count(), 0);
 }
@@ -830,4 +866,265 @@ async fn simulator_auth_search_paging_and_nested_folders() {
     assert_eq!(kids[0]["parentUid"], "top");
     let (_, child) = raw(&sim, reqwest::Method::GET, "/api/folders/child", v, None).await;
     assert_eq!(child["parents"][0]["uid"], "top");
+}
+
+/// Dashboards another tool manages through Grafana 12's `/apis`
+/// (`grafana.app/managedBy`) are findings: never unmanaged, saved,
+/// deleted or pruned, even inside a folder Git owns.
+#[tokio::test]
+async fn dashboards_managed_through_apis_are_findings_never_unmanaged_saved_or_pruned() {
+    init();
+    let repo = small_repo();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.seed_dir(repo.path()).unwrap();
+    sim.put_dashboard("team-a", dashboard("git-synced", "Git synced", "up"), "sa-git-sync");
+    assert!(sim.set_managed("git-synced", "repo", "dashboards", "team-a/git-synced.json"));
+    // One Git has too, drifted, and owned by Terraform now.
+    sim.edit_dashboard("api-latency", "bob", |d| d["title"] = json!("changed by terraform"));
+    assert!(sim.set_managed("api-latency", "terraform", "", ""));
+    let p = provider(&sim, "PLUMB_T_APIS", "sim-admin-token");
+    let mut ctx = ctx();
+    ctx.guards.insert("authoritative_folders".into(), json!(true));
+    let desired = p.desired(repo.path(), repo.path(), &ctx).unwrap();
+    sim.reset_requests();
+    let live = p.live(&desired, &ctx).await.unwrap();
+    let requests = sim.requests();
+    assert_eq!(requests["GET /apis/dashboard.grafana.app"], 1, "{requests:?}");
+    assert_eq!(
+        requests["GET /apis/dashboard.grafana.app/v1beta1/namespaces/default/dashboards"],
+        1
+    );
+
+    assert!(!live.resources.iter().any(|r| r.id == "dashboard/git-synced"));
+    let finding = |id: &str| {
+        live.findings
+            .iter()
+            .find(|f| f.id == id && f.message.contains("managed elsewhere"))
+            .unwrap_or_else(|| panic!("no finding for {id}: {:?}", live.findings))
+            .message
+            .clone()
+    };
+    let synced = finding("dashboard/git-synced");
+    assert!(
+        synced.contains("Git Sync repository dashboards")
+            && synced.contains("grafana.app/managedBy: repo")
+            && synced.contains("team-a/git-synced.json"),
+        "{synced}"
+    );
+    assert!(finding("dashboard/api-latency").contains("Terraform"));
+    // Still compared (the drift shows), but foreign and never saved.
+    let latency = live.resources.iter().find(|r| r.id == "dashboard/api-latency").unwrap();
+    assert_eq!(latency.authority, Authority::Foreign);
+    let diff = compare(&p, &desired, &live);
+    assert_eq!(diff.changed, vec!["dashboard/api-latency".to_string()]);
+    assert!(diff.extra.is_empty(), "{diff:?}");
+
+    // What a careless engine might hand over: the update, and a prune of
+    // the managed dashboard.
+    let mut apply = changes(&desired, &live, &diff);
+    let synced_live = plumb_model::Resource::new(
+        "dashboard/git-synced",
+        "dashboard",
+        json!({"folderUid": "team-a", "dashboard": {"uid": "git-synced"}}),
+    )
+    .with_authority(Authority::Owned);
+    apply.push(ApplyChange {
+        id: "dashboard/git-synced".into(),
+        action: Action::Delete,
+        desired: None,
+        live: Some(synced_live),
+    });
+    sim.reset_requests();
+    let results = p.apply(&apply, &ctx).await.unwrap();
+    for r in &results {
+        assert!(
+            matches!(&r.outcome, Outcome::Refused(m) if m.contains("managed elsewhere")),
+            "{results:?}"
+        );
+    }
+    assert_eq!(sim.total_requests(), 0, "{:?}", sim.requests());
+    assert_eq!(sim.dashboard("api-latency").unwrap().0["title"], "changed by terraform");
+    assert!(sim.dashboard("git-synced").is_some());
+}
+
+/// A Grafana before 12 answers 404 for `/apis`: the read goes on with the
+/// legacy API alone (file provisioning is still recognised).
+#[tokio::test]
+async fn grafana_without_apis_falls_back_to_the_legacy_api() {
+    init();
+    let repo = small_repo();
+    let sim = Sim::start(SimOptions {
+        apis: false,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    sim.seed_dir(repo.path()).unwrap();
+    sim.put_dashboard("team-a", dashboard("from-file", "From file", "up"), "admin");
+    sim.set_provisioned("from-file", "/etc/grafana/dashboards/x.json");
+    sim.put_dashboard("team-a", dashboard("hand-made", "Hand made", "up"), "alice");
+    let p = provider(&sim, "PLUMB_T_NOAPIS", "sim-viewer-token");
+    let ctx = ctx();
+    let desired = p.desired(repo.path(), repo.path(), &ctx).unwrap();
+    sim.reset_requests();
+    let live = p.live(&desired, &ctx).await.unwrap();
+    let requests = sim.requests();
+    assert_eq!(requests["GET /apis/dashboard.grafana.app"], 1, "{requests:?}");
+    assert!(!requests.keys().any(|k| k.contains("/namespaces/")), "{requests:?}");
+    let managed: Vec<&str> = live
+        .findings
+        .iter()
+        .filter(|f| f.message.contains("managed elsewhere"))
+        .map(|f| f.id.as_str())
+        .collect();
+    assert_eq!(managed, vec!["dashboard/from-file"]);
+    let diff = compare(&p, &desired, &live);
+    assert_eq!(diff.extra, vec!["dashboard/hand-made".to_string()]);
+    assert!(diff.changed.is_empty() && diff.missing.is_empty(), "{diff:?}");
+}
+
+/// The `/apis` list is paged with `limit` and `continue`; a manager on the
+/// last page is found.
+#[tokio::test]
+async fn apis_list_is_followed_through_continue_tokens() {
+    init();
+    let repo = small_repo();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.seed_dir(repo.path()).unwrap();
+    for i in 0..1100 {
+        sim.put_dashboard(
+            "",
+            json!({"uid": format!("root-{i:04}"), "title": format!("Root {i}")}),
+            "admin",
+        );
+    }
+    sim.put_dashboard("team-a", dashboard("zz-managed", "Managed", "up"), "admin");
+    sim.set_managed("zz-managed", "kubectl", "", "");
+    let p = provider(&sim, "PLUMB_T_APIS_PAGES", "sim-viewer-token");
+    let ctx = ctx();
+    let desired = p.desired(repo.path(), repo.path(), &ctx).unwrap();
+    sim.reset_requests();
+    let live = p.live(&desired, &ctx).await.unwrap();
+    // 1,104 dashboards at 500 a page.
+    assert_eq!(
+        sim.requests()["GET /apis/dashboard.grafana.app/v1beta1/namespaces/default/dashboards"],
+        3
+    );
+    assert!(live
+        .findings
+        .iter()
+        .any(|f| f.id == "dashboard/zz-managed" && f.message.contains("managed by kubectl")));
+    assert!(!live.resources.iter().any(|r| r.id == "dashboard/zz-managed"));
+}
+
+#[tokio::test]
+async fn apis_errors_name_the_request_and_the_namespace() {
+    init();
+    let repo = small_repo();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.seed_dir(repo.path()).unwrap();
+    std::env::set_var("PLUMB_T_APIS_NS", "sim-viewer-token");
+    let p = plumb_grafana::build(
+        &json!({"url": sim.url(), "token_env": "PLUMB_T_APIS_NS", "namespace": "org-2"}),
+        Path::new("."),
+    )
+    .unwrap();
+    let ctx = ctx();
+    let desired = p.desired(repo.path(), repo.path(), &ctx).unwrap();
+    let e = p.live(&desired, &ctx).await.unwrap_err().to_string();
+    assert!(
+        e.contains("GET http://") && e.contains("/namespaces/org-2/dashboards") && e.contains("404"),
+        "{e}"
+    );
+    assert!(e.contains("connection.namespace"), "{e}");
+    assert!(!e.contains("sim-viewer-token"), "{e}");
+
+    // A refusal is an error, not a silent fallback.
+    let p = provider(&sim, "PLUMB_T_APIS_403", "sim-viewer-token");
+    sim.inject(Fault::status("/apis/dashboard.grafana.app/v1beta1", 403, 1));
+    let e = p.live(&desired, &ctx).await.unwrap_err().to_string();
+    assert!(
+        e.contains("/apis/dashboard.grafana.app/v1beta1/namespaces/default/dashboards"),
+        "{e}"
+    );
+    assert!(e.contains("403"), "{e}");
+}
+
+#[tokio::test]
+async fn simulator_serves_apis_dashboards_like_grafana_12() {
+    init();
+    let repo = small_repo();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.seed_dir(repo.path()).unwrap();
+    sim.set_managed("api-errors", "repo", "dashboards", "team-a/sub/errors.json");
+    let auth = Some("Bearer sim-viewer-token");
+    let (status, group) = raw(&sim, reqwest::Method::GET, "/apis/dashboard.grafana.app", auth, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(group["kind"], "APIGroup");
+    assert_eq!(group["preferredVersion"]["version"], "v1beta1");
+
+    let base = "/apis/dashboard.grafana.app/v1beta1/namespaces/default/dashboards";
+    let (status, list) = raw(&sim, reqwest::Method::GET, &format!("{base}?limit=2"), auth, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["kind"], "DashboardList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let token = list["metadata"]["continue"].as_str().unwrap().to_string();
+    assert!(list["items"][0]["spec"]["title"].is_string());
+    assert!(list["items"][0]["spec"].get("id").is_none());
+    let (_, rest) = raw(
+        &sim,
+        reqwest::Method::GET,
+        &format!("{base}?limit=2&continue={token}"),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["metadata"].get("continue").is_none());
+
+    // Metadata only, as Kubernetes' metadata client asks.
+    let resp = reqwest::Client::new()
+        .get(format!("{}{base}", sim.url()))
+        .header("authorization", "Bearer sim-viewer-token")
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+        )
+        .send()
+        .await
+        .unwrap();
+    let partial: Value = resp.json().await.unwrap();
+    assert_eq!(partial["kind"], "PartialObjectMetadataList");
+    let errors = partial["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "api-errors")
+        .unwrap();
+    assert!(errors.get("spec").is_none());
+    let annotations = &errors["metadata"]["annotations"];
+    assert_eq!(annotations["grafana.app/managedBy"], "repo");
+    assert_eq!(annotations["grafana.app/managerId"], "dashboards");
+    assert_eq!(annotations["grafana.app/folder"], "team-a-sub");
+
+    let (status, one) = raw(&sim, reqwest::Method::GET, &format!("{base}/api-errors"), auth, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["kind"], "Dashboard");
+    assert_eq!(one["metadata"]["generation"], 1);
+    let (status, missing) = raw(&sim, reqwest::Method::GET, &format!("{base}/nope"), auth, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["reason"], "NotFound");
+    assert_eq!(
+        missing["message"],
+        r#"dashboards.dashboard.grafana.app "nope" not found"#
+    );
+
+    let old = Sim::start(SimOptions {
+        apis: false,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let (status, body) = raw(&old, reqwest::Method::GET, "/apis/dashboard.grafana.app", auth, None).await;
+    assert_eq!((status, body), (404, json!({"message": "Not found"})));
 }

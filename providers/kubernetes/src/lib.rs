@@ -13,7 +13,7 @@
 //! kustomize), [`ids`], [`keys`] (keyed lists), [`client`] (API access,
 //! retries, discovery), [`live`] (listing, scope, changed_by), [`normalize`],
 //! [`defaults`], [`managed`], [`quantity`], [`confirm`], [`reconcile`]
-//! (apply and import).
+//! (apply and import), [`strays`] (hand-added fields apply removes).
 
 pub mod client;
 pub mod confirm;
@@ -28,6 +28,7 @@ pub mod normalize;
 pub mod quantity;
 pub mod reconcile;
 pub mod sim;
+pub mod strays;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -161,12 +162,18 @@ impl Provider for KubernetesProvider {
 
     async fn apply(&self, changes: &[ApplyChange], ctx: &Ctx) -> Result<Vec<ChangeResult>, ProviderError> {
         let api = self.api(ctx).await?;
-        let force = ctx
-            .guards
-            .get("force_conflicts")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok(reconcile::apply(api, changes, &ctx.target, force).await)
+        let options = reconcile::ApplyOptions {
+            force: ctx
+                .guards
+                .get("force_conflicts")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            keep: match ctx.guards.get("keep_field_managers") {
+                Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                _ => BTreeSet::new(),
+            },
+        };
+        Ok(reconcile::apply(api, changes, &ctx.target, &options).await)
     }
 
     async fn import(&self, live: &Live, out: &Path, _ctx: &Ctx) -> Result<Vec<PathBuf>, ProviderError> {

@@ -1,8 +1,10 @@
 //! Changing the cluster: server-side apply as field manager `plumb` in
 //! dependency order (Namespaces and CRDs first), each object labelled with
-//! plumb's mark; pruning of marked objects only; and `plumb import`, which
+//! plumb's mark, then removal of fields added by hand ([`crate::strays`]);
+//! pruning of marked objects only; and `plumb import`, which
 //! writes live objects as clean manifests.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +15,11 @@ use serde_json::Value;
 use crate::client::{Api, ApiResource};
 use crate::confirm::{with_mark, APPLY_CONTENT_TYPE, FIELD_MANAGER};
 use crate::normalize;
+use crate::strays;
+
+/// RFC 6902 JSON patch, which kube-apiserver accepts for every kind
+/// (<https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/>).
+pub const JSON_PATCH_CONTENT_TYPE: &str = "application/json-patch+json";
 
 /// Namespaces, then CRDs, then everything else (reverse for deletes).
 fn rank(kind: &str) -> u8 {
@@ -23,8 +30,17 @@ fn rank(kind: &str) -> u8 {
     }
 }
 
+/// How apply treats fields: `force` takes over fields Git sets from other
+/// managers (policy guard `force_conflicts`); `keep` names managers whose
+/// hand-added fields are left in place (guard `keep_field_managers`).
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    pub force: bool,
+    pub keep: BTreeSet<String>,
+}
+
 /// Applies the allowed changes, one result per change.
-pub async fn apply(api: &Api, changes: &[ApplyChange], target: &str, force: bool) -> Vec<ChangeResult> {
+pub async fn apply(api: &Api, changes: &[ApplyChange], target: &str, options: &ApplyOptions) -> Vec<ChangeResult> {
     let mut order: Vec<usize> = (0..changes.len()).collect();
     order.sort_by_key(|&i| {
         let c = &changes[i];
@@ -44,7 +60,7 @@ pub async fn apply(api: &Api, changes: &[ApplyChange], target: &str, force: bool
         let change = &changes[i];
         let outcome = match change.action {
             Action::Create | Action::Update => match &change.desired {
-                Some(d) => apply_one(api, d, target, force).await,
+                Some(d) => apply_one(api, d, target, options).await,
                 None => Outcome::Refused(format!("{} without a desired manifest", change.action)),
             },
             Action::Delete => match &change.live {
@@ -84,7 +100,7 @@ async fn resolve_waiting(api: &Api, api_version: &str, kind: &str) -> Result<Opt
     api.resolve(api_version, kind).await
 }
 
-async fn apply_one(api: &Api, desired: &Resource, target: &str, force: bool) -> Outcome {
+async fn apply_one(api: &Api, desired: &Resource, target: &str, options: &ApplyOptions) -> Outcome {
     let body = with_mark(desired.body(), target);
     let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let resource = match resolve_waiting(api, api_version, &desired.kind).await {
@@ -98,22 +114,98 @@ async fn apply_one(api: &Api, desired: &Resource, target: &str, force: bool) -> 
         .and_then(Value::as_str)
         .unwrap_or_default();
     let mut path = format!("{}?fieldManager={FIELD_MANAGER}", resource.path(namespace, Some(name)));
-    if force {
+    if options.force {
         path.push_str("&force=true");
     }
     let bytes = match serde_json::to_vec(&body) {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(format!("could not encode the manifest: {e}")),
     };
-    match api.request(Method::PATCH, &path, Some((&bytes, APPLY_CONTENT_TYPE))).await {
-        Ok(r) if r.status == 200 || r.status == 201 => Outcome::Applied,
-        Ok(r) if r.status == 409 => Outcome::Failed(format!(
+    let applied = match api.request(Method::PATCH, &path, Some((&bytes, APPLY_CONTENT_TYPE))).await {
+        Ok(r) if r.status == 200 || r.status == 201 => r,
+        Ok(r) if r.status == 409 => return Outcome::Failed(format!(
             "{} (another field manager owns these fields; policy guard force_conflicts: true lets plumb take them over)",
             api.status_error(&Method::PATCH, &path, &r)
         )),
-        Ok(r) => Outcome::Failed(api.status_error(&Method::PATCH, &path, &r).to_string()),
-        Err(e) => Outcome::Failed(e.to_string()),
+        Ok(r) => return Outcome::Failed(api.status_error(&Method::PATCH, &path, &r).to_string()),
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let after = match applied.json() {
+        Ok(v) => v,
+        Err(e) => return Outcome::Failed(format!("{}: {e}", api.describe(&Method::PATCH, &path))),
+    };
+    let object_path = resource.path(namespace, Some(name));
+    remove_strays(api, &desired.kind, &body, after, &object_path, &options.keep).await
+}
+
+/// How often plumb re-reads an object that keeps changing under the
+/// removal patch before it gives up.
+const STRAY_ATTEMPTS: usize = 3;
+
+/// Removes the hand-added fields of the just-applied object `after` (see
+/// [`strays`]) with a JSON patch guarded by its resourceVersion; when
+/// someone wrote the object in between (422 from the failed `test`, or 409),
+/// reads it again and recomputes, at most [`STRAY_ATTEMPTS`] times.
+async fn remove_strays(
+    api: &Api,
+    kind: &str,
+    desired: &Value,
+    mut after: Value,
+    object_path: &str,
+    keep: &BTreeSet<String>,
+) -> Outcome {
+    let path = format!("{object_path}?fieldManager={FIELD_MANAGER}");
+    for attempt in 1..=STRAY_ATTEMPTS {
+        let found = strays::find(kind, desired, &after, keep);
+        if found.is_empty() {
+            return Outcome::Applied;
+        }
+        let Some(rv) = after.pointer("/metadata/resourceVersion").and_then(Value::as_str) else {
+            return Outcome::Failed(format!(
+                "{}: the applied object has no resourceVersion; hand-added fields not removed",
+                api.describe(&Method::GET, object_path)
+            ));
+        };
+        let ops = strays::patch(rv, &found);
+        let bytes = match serde_json::to_vec(&ops) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Failed(format!("could not encode the removal patch: {e}")),
+        };
+        let pointers: Vec<&str> = found.iter().map(|s| s.pointer.as_str()).collect();
+        match api
+            .request(Method::PATCH, &path, Some((&bytes, JSON_PATCH_CONTENT_TYPE)))
+            .await
+        {
+            Ok(r) if r.status == 200 => {
+                tracing::info!(request = %api.describe(&Method::PATCH, &path), fields = ?pointers, "removed hand-added fields");
+                return Outcome::Applied;
+            }
+            Ok(r) if matches!(r.status, 409 | 422) && attempt < STRAY_ATTEMPTS => {
+                tracing::debug!(request = %api.describe(&Method::PATCH, &path), status = r.status, "object changed under the removal patch; reading it again");
+                after = match api.get_json(object_path).await {
+                    Ok(v) => v,
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                };
+            }
+            Ok(r) => {
+                return Outcome::Failed(format!(
+                    "applied, but removing the hand-added fields {} failed: {}",
+                    pointers.join(", "),
+                    api.status_error(&Method::PATCH, &path, &r)
+                ))
+            }
+            Err(e) => {
+                return Outcome::Failed(format!(
+                    "applied, but removing the hand-added fields {} failed: {e}",
+                    pointers.join(", ")
+                ))
+            }
+        }
     }
+    Outcome::Failed(format!(
+        "{}: the object kept changing; hand-added fields not removed after {STRAY_ATTEMPTS} attempts",
+        api.describe(&Method::PATCH, &path)
+    ))
 }
 
 async fn delete_one(api: &Api, live: &Resource) -> Outcome {

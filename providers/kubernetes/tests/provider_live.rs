@@ -3,113 +3,15 @@
 //! server-side dry run (never a write), unmanaged objects and the system's
 //! own, apply and prune, import, TLS, and every fault the issue names.
 
-use std::path::Path;
 use std::time::Duration;
 
-use plumb_kubernetes::normalize::{diff_paths, normalize_pair};
 use plumb_kubernetes::sim::{Deny, Fault, Sim, SimConfig, SimTls};
 use plumb_kubernetes::{build, KubernetesProvider};
-use plumb_model::{
-    Action, ApplyChange, Authority, ChangedBy, ConfirmedBy, Ctx, Outcome, Provider, Resource, Suspect, Verdict,
-};
+use plumb_model::{Action, ApplyChange, Authority, ConfirmedBy, Ctx, Outcome, Provider};
 use serde_json::{json, Value};
 
-struct Change {
-    id: String,
-    action: Action,
-    paths: Vec<String>,
-    changed_by: Option<ChangedBy>,
-    confirmed_by: Option<ConfirmedBy>,
-    desired: Option<Resource>,
-    live: Option<Resource>,
-}
-
-/// What the core's engine does, in miniature: match by id, normalise,
-/// diff, confirm.
-async fn plan(p: &KubernetesProvider, dir: &Path, ctx: &Ctx) -> Result<Vec<Change>, plumb_model::ProviderError> {
-    let desired = p.desired(dir, dir, ctx)?;
-    let live = p.live(&desired, ctx).await?;
-    let mut live_by_id: std::collections::HashMap<String, Resource> =
-        live.resources.into_iter().map(|r| (r.id.clone(), r)).collect();
-    let mut changes = Vec::new();
-    for d in desired.resources {
-        match live_by_id.remove(&d.id) {
-            None => changes.push(Change {
-                id: d.id.clone(),
-                action: Action::Create,
-                paths: vec![],
-                changed_by: None,
-                confirmed_by: None,
-                desired: Some(d),
-                live: None,
-            }),
-            Some(l) => {
-                let mut dv = d.body();
-                let mut lv = l.body();
-                normalize_pair(&d.kind, Some(&mut dv), Some(&mut lv));
-                let paths = diff_paths(&d.kind, &dv, &lv);
-                if !paths.is_empty() {
-                    changes.push(Change {
-                        id: d.id.clone(),
-                        action: Action::Update,
-                        paths,
-                        changed_by: l.changed_by.clone(),
-                        confirmed_by: None,
-                        desired: Some(d),
-                        live: Some(l),
-                    });
-                }
-            }
-        }
-    }
-    let mut rest: Vec<Resource> = live_by_id.into_values().collect();
-    rest.sort_by(|a, b| a.id.cmp(&b.id));
-    for l in rest {
-        let action = if l.authority == Authority::Owned {
-            Action::Delete
-        } else {
-            Action::Unmanaged
-        };
-        changes.push(Change {
-            id: l.id.clone(),
-            action,
-            paths: vec![],
-            changed_by: l.changed_by.clone(),
-            confirmed_by: None,
-            desired: None,
-            live: Some(l),
-        });
-    }
-    let idx: Vec<usize> = (0..changes.len())
-        .filter(|&i| changes[i].action != Action::Unmanaged)
-        .collect();
-    let suspects: Vec<Suspect<'_>> = idx
-        .iter()
-        .map(|&i| Suspect {
-            id: &changes[i].id,
-            action: changes[i].action,
-            desired: changes[i].desired.as_ref(),
-            live: changes[i].live.as_ref(),
-            paths: &changes[i].paths,
-        })
-        .collect();
-    let verdicts = p.confirm(&suspects, ctx).await?;
-    drop(suspects);
-    let mut dismissed = Vec::new();
-    for (&i, v) in idx.iter().zip(verdicts) {
-        match v {
-            Verdict::Confirmed(by) => changes[i].confirmed_by = Some(by),
-            Verdict::Dismissed { .. } => dismissed.push(i),
-        }
-    }
-    let mut i = 0;
-    changes.retain(|_| {
-        let keep = !dismissed.contains(&i);
-        i += 1;
-        keep
-    });
-    Ok(changes)
-}
+mod common;
+use common::{plan, Change};
 
 const MANIFESTS: &str = r#"
 apiVersion: v1
@@ -346,6 +248,164 @@ async fn deleted_object_plans_create_and_apply_converges() {
     assert!(after.is_empty(), "plan after apply: {shown:?}");
     let cm = s.sim.get("v1", "ConfigMap", Some("shop"), "cart-config").unwrap();
     assert_eq!(cm["metadata"]["labels"]["plumb.dev/target"], "prod");
+}
+
+fn batch_of(changes: &[Change]) -> Vec<ApplyChange> {
+    changes
+        .iter()
+        .map(|c| ApplyChange {
+            id: c.id.clone(),
+            action: c.action,
+            desired: c.desired.clone(),
+            live: c.live.clone(),
+        })
+        .collect()
+}
+
+/// A cluster plumb applied itself (field manager `plumb`, with its
+/// mark), where `kubectl edit` then added a label, a container port and an
+/// env var.
+async fn plumb_applied_then_hand_added() -> Setup {
+    let s = setup_with(SimConfig::default(), None, MANIFESTS).await;
+    for doc in serde_yaml_ng::Deserializer::from_str(MANIFESTS) {
+        let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        v["metadata"]["labels"]["plumb.dev/target"] = json!("prod");
+        s.sim.apply_as(v, "plumb", false).unwrap();
+    }
+    hand_add(&s);
+    s
+}
+
+fn hand_add(s: &Setup) {
+    s.sim
+        .edit("apps/v1", "Deployment", Some("shop"), "cart", "kubectl-edit", |o| {
+            o["metadata"]["labels"]["hand"] = json!("made");
+            let c = &mut o["spec"]["template"]["spec"]["containers"][0];
+            c["ports"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"containerPort": 9090, "protocol": "TCP"}));
+            c["env"] = json!([{"name": "DEBUG", "value": "1"}]);
+        })
+        .unwrap();
+}
+
+const HAND_ADDED: [&str; 3] = [
+    "/metadata/labels/hand",
+    "/spec/template/spec/containers[name=web]/env",
+    "/spec/template/spec/containers[name=web]/ports[containerPort=9090,protocol=TCP]",
+];
+
+#[tokio::test]
+async fn apply_removes_hand_added_label_port_and_env_so_the_next_plan_is_empty() {
+    let s = plumb_applied_then_hand_added().await;
+    let changes = plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap();
+    assert_eq!(
+        changes.len(),
+        1,
+        "{:?}",
+        changes.iter().map(|c| &c.id).collect::<Vec<_>>()
+    );
+    assert_eq!(changes[0].paths, HAND_ADDED);
+    assert_eq!(
+        changes[0].changed_by.as_ref().map(|c| c.who.as_str()),
+        Some("kubectl-edit")
+    );
+    s.sim.clear_requests();
+    // No force_conflicts: removing fields Git does not set is no conflict.
+    let results = s.provider.apply(&batch_of(&changes), &s.ctx).await.unwrap();
+    assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
+    let writes: Vec<String> = s
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.is_write())
+        .map(|r| format!("{} {}?{} {}", r.method, r.path, r.query, r.status))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/cart?fieldManager=plumb 200",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/cart?fieldManager=plumb 200",
+        ],
+        "one server-side apply, one JSON patch removing the hand-added fields"
+    );
+    let live = s.sim.get("apps/v1", "Deployment", Some("shop"), "cart").unwrap();
+    assert!(live["metadata"]["labels"].get("hand").is_none(), "{live}");
+    let c = &live["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["ports"].as_array().unwrap().len(), 1, "{c}");
+    assert!(
+        c.get("env").is_none_or(|e| e.as_array().is_some_and(|a| a.is_empty())),
+        "{c}"
+    );
+    assert!(
+        !live["metadata"]["managedFields"].to_string().contains("kubectl-edit"),
+        "kubectl-edit owns nothing any more"
+    );
+    let after = plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap();
+    let shown: Vec<_> = after.iter().map(|c| (&c.id, c.action, &c.paths)).collect();
+    assert!(after.is_empty(), "plan after apply: {shown:?}");
+}
+
+#[tokio::test]
+async fn a_write_between_apply_and_removal_is_read_again_and_removed_too() {
+    let s = plumb_applied_then_hand_added().await;
+    let changes = plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap();
+    s.sim.race("application/json-patch+json", "kubectl-label", |o| {
+        o["metadata"]["labels"]["late"] = json!("comer");
+    });
+    s.sim.clear_requests();
+    let results = s.provider.apply(&batch_of(&changes), &s.ctx).await.unwrap();
+    assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
+    let statuses: Vec<(String, u16)> = s.sim.requests().iter().map(|r| (r.method.clone(), r.status)).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("PATCH".to_string(), 200),
+            ("PATCH".to_string(), 422),
+            ("GET".to_string(), 200),
+            ("PATCH".to_string(), 200)
+        ],
+        "the stale test fails whole, plumb reads again and removes"
+    );
+    let live = s.sim.get("apps/v1", "Deployment", Some("shop"), "cart").unwrap();
+    assert!(live["metadata"]["labels"].get("late").is_none(), "{live}");
+    assert!(plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn removal_refused_is_a_failure_naming_request_status_and_fields() {
+    let s = plumb_applied_then_hand_added().await;
+    let changes = plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap();
+    // Every removal attempt meets a fresh concurrent write.
+    for i in 0..3 {
+        s.sim.race("application/json-patch+json", "kubectl-label", move |o| {
+            o["metadata"]["labels"][format!("w{i}")] = json!("x");
+        });
+    }
+    let results = s.provider.apply(&batch_of(&changes), &s.ctx).await.unwrap();
+    match &results[0].outcome {
+        Outcome::Failed(m) => {
+            assert!(m.contains("PATCH http://127.0.0.1:"), "{m}");
+            assert!(m.contains("/deployments/cart"), "{m}");
+            assert!(m.contains("422"), "{m}");
+            assert!(m.contains("/metadata/labels/hand"), "{m}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn kept_field_managers_keep_their_fields() {
+    let s = plumb_applied_then_hand_added().await;
+    let changes = plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap();
+    let mut ctx = s.ctx.clone();
+    ctx.guards.insert("keep_field_managers".into(), json!(["kubectl-edit"]));
+    let results = s.provider.apply(&batch_of(&changes), &ctx).await.unwrap();
+    assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
+    let after = plan(&s.provider, &desired_dir(&s), &s.ctx).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].paths, HAND_ADDED, "still drift, still shown");
 }
 
 #[tokio::test]

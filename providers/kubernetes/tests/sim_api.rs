@@ -521,3 +521,104 @@ async fn tls_with_the_right_ca_only() {
     );
     sim.shutdown().await;
 }
+
+/// RFC 6902 JSON patch as kube-apiserver runs it (handlers/patch.go
+/// `applyJSPatch`): a `test` that fails refuses the whole patch with 422
+/// Invalid and the fixed generic message; `remove` takes the field out of
+/// every manager's set, and a manager left with nothing is dropped
+/// (structured-merge-diff `Updater.update`); more than 10000 operations is
+/// 413.
+#[tokio::test]
+async fn json_patch_test_guard_and_remove_ownership() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let path = "/apis/apps/v1/namespaces/default/deployments/cart";
+    let (s, _) = apply(&sim, path, &deployment("nginx:1", 1), "fieldManager=plumb").await;
+    assert!(s == 200 || s == 201, "{s}");
+    sim.edit("apps/v1", "Deployment", Some("default"), "cart", "kubectl-label", |o| {
+        o["metadata"]["labels"] = json!({"hand": "made"});
+    })
+    .unwrap();
+    let (_, before) = get(&sim, path).await;
+    let rv = before["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let managers = |o: &Value| -> Vec<String> {
+        o["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(managers(&before).contains(&"kubectl-label".to_string()));
+
+    // A stale resourceVersion: the whole patch is refused, nothing changes.
+    let stale = json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+                       {"op": "remove", "path": "/metadata/labels/hand"}]);
+    let (s, _, v) = call(
+        &sim,
+        "PATCH",
+        &format!("{path}?fieldManager=plumb"),
+        "application/json-patch+json",
+        &stale.to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["reason"], "Invalid");
+    assert_eq!(
+        v["message"],
+        "the server rejected our request due to an error in our request"
+    );
+    let (_, same) = get(&sim, path).await;
+    assert_eq!(same["metadata"]["resourceVersion"], rv);
+    assert_eq!(same["metadata"]["labels"]["hand"], "made");
+
+    // Removing a path that is not there is the same 422.
+    let missing = json!([{"op": "remove", "path": "/metadata/labels/nope"}]);
+    let (s, _, _) = call(
+        &sim,
+        "PATCH",
+        path,
+        "application/json-patch+json",
+        &missing.to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 422);
+
+    // The current resourceVersion: removed, and kubectl-label owns nothing more.
+    let good = json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                      {"op": "remove", "path": "/metadata/labels/hand"}]);
+    let (s, _, after) = call(
+        &sim,
+        "PATCH",
+        &format!("{path}?fieldManager=plumb"),
+        "application/json-patch+json",
+        &good.to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{after}");
+    assert!(after["metadata"]["labels"].get("hand").is_none());
+    assert_ne!(after["metadata"]["resourceVersion"], rv);
+    let names = managers(&after);
+    assert!(!names.contains(&"kubectl-label".to_string()), "{names:?}");
+    assert_eq!(
+        names,
+        vec!["plumb".to_string()],
+        "a removal alone gives plumb no Update entry"
+    );
+
+    let too_many: Vec<Value> = (0..10001)
+        .map(|_| json!({"op": "test", "path": "/kind", "value": "Deployment"}))
+        .collect();
+    let (s, _, v) = call(
+        &sim,
+        "PATCH",
+        path,
+        "application/json-patch+json",
+        &Value::Array(too_many).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 413, "{v}");
+}

@@ -367,6 +367,13 @@ fn patch(
         .to_string();
     let ct = ct.split(';').next().unwrap_or("").trim().to_string();
     let manager = q.get("fieldManager").cloned();
+    if let Some(race) = shared.take_race(&ct) {
+        // Sim::race: another client's write lands first.
+        let mut store = shared.lock();
+        let mut current = store.get(rt, ns, name)?;
+        (race.edit)(&mut current);
+        store.update(rt, ns, name, current, &race.manager, false)?;
+    }
     match ct.as_str() {
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
             let cfg: Value = serde_yaml_ng::from_slice(body)
@@ -398,10 +405,30 @@ fn patch(
                     super::patch::strategic(&mut new, &p, rt.custom)
                 }
                 _ => {
+                    // apiserver handlers/patch.go `applyJSPatch`: an
+                    // undecodable patch is 400 BadRequest; more than
+                    // `maxJSONPatchOperations` (10000) operations is 413;
+                    // a failing operation (a `test` that does not hold, a
+                    // `remove` of a missing path) is
+                    // `NewGenericServerResponse(422, ...)`, whose message is
+                    // the fixed "the server rejected our request due to an
+                    // error in our request" with the patch error dropped
+                    // (apimachinery pkg/api/errors/errors.go). The whole
+                    // patch is refused; nothing is stored.
                     let ops: json_patch::Patch = serde_json::from_value(p)
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                    json_patch::patch(&mut new, &ops).map_err(|e| {
-                        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+                        return Err(ApiError::new(
+                            413,
+                            "RequestEntityTooLarge",
+                            format!(
+                                "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                                ops.0.len()
+                            ),
+                        ));
+                    }
+                    json_patch::patch(&mut new, &ops).map_err(|_| {
+                        ApiError::new(422, "Invalid", "the server rejected our request due to an error in our request")
                     })?;
                 }
             }
@@ -421,6 +448,9 @@ fn patch(
         )),
     }
 }
+
+/// apiserver handlers/patch.go `maxJSONPatchOperations`.
+const MAX_JSON_PATCH_OPERATIONS: usize = 10000;
 
 fn p_sets_rv(body: &Bytes) -> bool {
     serde_json::from_slice::<Value>(body)

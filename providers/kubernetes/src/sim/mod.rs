@@ -158,6 +158,15 @@ pub(crate) struct Shared {
     records: Mutex<Vec<RequestRecord>>,
     faults: Mutex<Vec<Fault>>,
     denies: Mutex<Vec<Deny>>,
+    races: Mutex<Vec<Race>>,
+}
+
+/// A concurrent writer: before the next PATCH with `content_type`, the
+/// object it names is edited by `manager` (see [`Sim::race`]).
+pub(crate) struct Race {
+    pub(crate) content_type: String,
+    pub(crate) manager: String,
+    pub(crate) edit: Box<dyn FnOnce(&mut Value) + Send>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,6 +182,12 @@ impl Shared {
 
     pub(crate) fn record(&self, r: RequestRecord) {
         lock(&self.records).push(r);
+    }
+
+    pub(crate) fn take_race(&self, content_type: &str) -> Option<Race> {
+        let mut races = lock(&self.races);
+        let i = races.iter().position(|r| r.content_type == content_type)?;
+        Some(races.remove(i))
     }
 
     pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
@@ -288,6 +303,7 @@ impl Sim {
             records: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             denies: Mutex::new(Vec::new()),
+            races: Mutex::new(Vec::new()),
         });
         bootstrap(&shared)?;
         let router = axum::Router::new()
@@ -411,6 +427,20 @@ impl Sim {
         f(&mut o);
         store.update(&rt, namespace, name, o, manager, false)?;
         Ok(())
+    }
+
+    /// Someone else writes first: just before the next PATCH request whose
+    /// content type is `content_type` is handled, the object it targets is
+    /// changed by `edit` as an Update by `manager`, as if another client's
+    /// write had landed between the caller's read and its patch. Tests use
+    /// it for optimistic-concurrency paths (a JSON patch's `test` on
+    /// resourceVersion failing).
+    pub fn race(&self, content_type: &str, manager: &str, edit: impl FnOnce(&mut Value) + Send + 'static) {
+        lock(&self.shared.races).push(Race {
+            content_type: content_type.to_string(),
+            manager: manager.to_string(),
+            edit: Box::new(edit),
+        });
     }
 
     /// Deletes an object (as someone running `kubectl delete` would).

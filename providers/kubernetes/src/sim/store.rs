@@ -508,6 +508,23 @@ impl Store {
     /// Server-side work on a new or changed object: Secret stringData,
     /// defaulting, quantity canonical form, registry allocations.
     fn prepare(&mut self, rt: &ResourceType, o: &mut Value, old: Option<&Value>) {
+        if !rt.custom {
+            // ObjectMeta `Labels`/`Annotations` are Go maps tagged
+            // `omitempty` (apimachinery pkg/apis/meta/v1/types.go): a built-in
+            // object decoded into its Go type and encoded again has no
+            // `labels: {}` (after a JSON patch removed the last label, say),
+            // so no manager owns an empty `f:labels`.
+            if let Some(Value::Object(meta)) = o.get_mut("metadata") {
+                for key in ["labels", "annotations"] {
+                    if meta
+                        .get(key)
+                        .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()) || v.is_null())
+                    {
+                        meta.remove(key);
+                    }
+                }
+            }
+        }
         if rt.group.is_empty() && rt.kind == "Secret" {
             // core/v1 conversion.go Convert_v1_Secret_To_core_Secret:
             // stringData entries overwrite data (base64-encoded), and

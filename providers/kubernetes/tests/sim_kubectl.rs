@@ -61,10 +61,11 @@ data: {mode: fast}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_get_diff_delete() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("kubectl not installed; skipping");
-        return;
-    }
+    // The fidelity check is the point of this test: without kubectl it fails.
+    assert!(
+        Command::new("kubectl").arg("version").arg("--client").output().is_ok(),
+        "kubectl is needed to check the simulator against the real client"
+    );
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");

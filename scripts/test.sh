@@ -42,7 +42,7 @@ export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-plumb tests}" GIT_COMMITTER_EMA
 
 # One TLS crypto provider: aws-lc-rs next to ring would make the first TLS
 # client panic unless plumb installs one (it does), and costs a C build.
-if cargo tree --workspace --locked -i aws-lc-sys >/dev/null 2>&1; then
+if cargo tree --workspace --locked -i aws-lc-sys 2>/dev/null | grep -q aws-lc-sys; then
   echo "aws-lc-sys is in the dependency tree; plumb uses rustls with ring only:" >&2
   cargo tree --workspace -i aws-lc-sys >&2
   exit 1

@@ -483,3 +483,56 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
     let text = http.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("team=\"b\",tier=\"gold\""), "{text}");
 }
+
+/// SIGTERM while a reconcile is writing: the change in progress is finished,
+/// not cut, and the daemon then exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_reconcile_finish() {
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("desired/app")).unwrap();
+    std::fs::write(root.join("desired/app/a.yaml"), "id: user/a\nrole: admin\n").unwrap();
+    std::fs::write(root.join("live.json"), r#"[{"id": "user/a", "role": "owner"}]"#).unwrap();
+    std::fs::write(root.join("policy.yaml"), "mode: reconcile\n").unwrap();
+    // A slow write: marks its start, takes 2 s, then changes the live system.
+    std::fs::write(
+        root.join("apply.sh"),
+        "touch started\nsleep 2\necho '[{\"id\": \"user/a\", \"role\": \"admin\"}]' > live.json\ntouch done\n",
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        root.join("plumb.yaml"),
+        format!("source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\" }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    policy: policy.yaml\n    schedule: \"0 0 1 1 *\"\n    connection: {{ command: [cat, live.json], apply_command: [bash, apply.sh], timeout: 20s }}\n"),
+    )
+    .unwrap();
+    let child = spawn_serve(&root.join("plumb.yaml"));
+    let pid = child.id().to_string();
+    let mut serve = Serve {
+        child,
+        base: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !root.join("started").exists() {
+        assert!(Instant::now() < deadline, "the reconcile never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(35);
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop within the grace period");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "serve exited with {status}");
+    assert!(
+        root.join("done").exists(),
+        "the change in progress was cut off by SIGTERM"
+    );
+    assert!(std::fs::read_to_string(root.join("live.json"))
+        .unwrap()
+        .contains("admin"));
+}

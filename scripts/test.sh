@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 #   prometheus-alertmanager  a real Alertmanager (and amtool) for serve's alerts
 #   chromium            a real headless browser for serve's status page
 #   openssh-server      a real sshd for the Git source over ssh
-apt_packages=(git pkg-config libssl-dev prometheus prometheus-alertmanager chromium openssh-server)
+#   openssl             RSA keys for the GitHub App tests
+apt_packages=(git pkg-config libssl-dev prometheus prometheus-alertmanager chromium openssh-server openssl)
 
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use plumb_model::{Action, ApplyChange, ChangeResult, Ctx, Outcome, ProviderError, Resource};
 use serde_json::{json, Value};
 
-use crate::client::Api;
+use crate::client::{Api, TokenCache};
 use crate::connection::Connection;
 use crate::live::OrgIndex;
 use crate::normalize::permission;
@@ -72,6 +72,7 @@ fn rank(c: &ApplyChange) -> (u8, usize) {
 
 pub async fn apply(
     conn: &Connection,
+    tokens: &TokenCache,
     changes: &[ApplyChange],
     ctx: &Ctx,
     desired_sizes: &HashMap<String, usize>,
@@ -133,7 +134,7 @@ pub async fn apply(
 
     let mut results = Vec::new();
     for (org, mut list) in by_org {
-        let api = Api::new(conn, &org, ctx).await?;
+        let api = Api::new(conn, &org, ctx, tokens).await?;
         let me = api
             .get("/user")
             .await

@@ -1,17 +1,18 @@
 //! Talking to GitHub through octocrab's raw request methods (`_get_with_headers`,
-//! `_put`, …): several endpoints plumb uses answer `204 No Content` or `304
-//! Not Modified`, which octocrab's typed calls turn into errors. This module
-//! owns auth (token or GitHub App installation token, which octocrab
-//! refreshes before it expires), retries with bounded exponential backoff,
+//! `build_request` + `execute`): several endpoints plumb uses answer `204 No
+//! Content` or `304 Not Modified`, which octocrab's typed calls turn into
+//! errors. This module owns auth (a token; or a GitHub App: JWT, installation
+//! lookup, installation tokens minted, reused and renewed 5 minutes before
+//! they expire or after a 401), retries with bounded exponential backoff,
 //! the primary and secondary rate limits, `Link` pagination and the ETag
 //! cache kept across runs in `ctx.cache_dir`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderMap, HeaderValue, IF_NONE_MATCH};
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, IF_NONE_MATCH};
 use octocrab::Octocrab;
 use plumb_model::{Ctx, ProviderError};
 use serde::{Deserialize, Serialize};
@@ -84,9 +85,62 @@ fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Installation tokens are replaced when less than this is left.
+/// GitHub's last an hour ("The installation access token will expire after
+/// 1 hour", https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-an-installation-access-token-for-a-github-app),
+/// so a token serves about 55 minutes and a long run (rate-limit waits,
+/// large orgs) never sends one that expires on the way.
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// An installation access token and when GitHub says it expires. Its
+/// `Debug` never shows the token.
+#[derive(Clone)]
+struct InstallationToken {
+    secret: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the provider knows about one org's App installation.
+#[derive(Clone, Default)]
+struct InstallationSlot {
+    id: Option<u64>,
+    token: Option<InstallationToken>,
+}
+
+/// The installations and tokens of a GitHub App target, by lower-cased
+/// org, shared by the provider's runs so that `live` and `apply` (and the
+/// runs of `plumb serve`) reuse a token until it nears its expiry.
+#[derive(Clone, Default)]
+pub struct TokenCache(Arc<tokio::sync::Mutex<HashMap<String, InstallationSlot>>>);
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache(..)")
+    }
+}
+
+/// How requests are authenticated.
+enum Auth {
+    /// octocrab adds the personal access token itself.
+    Static,
+    /// A GitHub App: JWTs for `/app/...` and `/orgs/{org}/installation`,
+    /// installation tokens for everything else.
+    App(AppAuth),
+}
+
+struct AppAuth {
+    app_id: u64,
+    key: octocrab::EncodingKey,
+    key_file: PathBuf,
+    installation_id: Option<u64>,
+    org: String,
+    tokens: TokenCache,
+}
+
 /// A GitHub client for one run of one target.
 pub struct Api {
     crab: Octocrab,
+    auth: Auth,
     base: String,
     retries: u32,
     request_timeout: Duration,
@@ -109,8 +163,10 @@ fn api_err(request: &str, status: Option<u16>, message: impl Into<String>) -> Pr
 
 impl Api {
     /// Builds the client; reads the token (or App key) now, so a missing
-    /// variable fails before any request. Must run on a Tokio runtime.
-    pub async fn new(conn: &Connection, org: &str, ctx: &Ctx) -> Result<Api, ProviderError> {
+    /// variable or unreadable key fails before any request. Must run on a
+    /// Tokio runtime. `tokens` is the provider's cache of App installation
+    /// tokens, shared by every run of this target.
+    pub async fn new(conn: &Connection, org: &str, ctx: &Ctx, tokens: &TokenCache) -> Result<Api, ProviderError> {
         let builder = Octocrab::builder()
             .base_uri(conn.api_url.as_str())
             .map_err(|e| ProviderError::Config(format!("api_url {:?}: {e}", conn.api_url)))?
@@ -120,13 +176,14 @@ impl Api {
             .set_connect_timeout(Some(conn.request_timeout))
             .set_read_timeout(Some(conn.request_timeout))
             .set_write_timeout(Some(conn.request_timeout));
-        let crab = match &conn.auth {
+        let (crab, auth) = match &conn.auth {
             AuthSpec::Token { token_env } => {
                 let token = ctx.secret("token_env", token_env)?;
-                builder
+                let crab = builder
                     .personal_token(token)
                     .build()
-                    .map_err(|e| ProviderError::Config(format!("building the GitHub client: {e}")))?
+                    .map_err(|e| ProviderError::Config(format!("building the GitHub client: {e}")))?;
+                (crab, Auth::Static)
             }
             AuthSpec::App {
                 app_id,
@@ -140,24 +197,26 @@ impl Api {
                         private_key_file.display()
                     ))
                 })?;
-                let app = builder
-                    .app((*app_id).into(), key)
+                // No credentials in octocrab itself: its App mode only sends
+                // the installation token to api.github.com or relative URLs
+                // (octocrab 0.54 `Octocrab::execute`), which would leave
+                // GitHub Enterprise Server and paginated `Link` URLs
+                // unauthenticated; and it renews tokens only 30 s before
+                // they expire. plumb sets `Authorization` per request.
+                let crab = builder
                     .build()
                     .map_err(|e| ProviderError::Config(format!("building the GitHub App client: {e}")))?;
-                let id = match installation_id {
-                    Some(id) => *id,
-                    None => {
-                        let request = format!("GET {}/orgs/{org}/installation", conn.api_url);
-                        let inst = app
-                            .apps()
-                            .get_org_installation(org)
-                            .await
-                            .map_err(|e| api_err(&request, None, octocrab_message(&e)))?;
-                        inst.id.0
-                    }
-                };
-                app.installation(id.into())
-                    .map_err(|e| ProviderError::Config(format!("GitHub App installation {id}: {e}")))?
+                (
+                    crab,
+                    Auth::App(AppAuth {
+                        app_id: *app_id,
+                        key,
+                        key_file: private_key_file.clone(),
+                        installation_id: *installation_id,
+                        org: org.to_lowercase(),
+                        tokens: tokens.clone(),
+                    }),
+                )
             }
         };
         let cache_file = ctx.cache_dir.join(format!("github-etags-{}.json", org.to_lowercase()));
@@ -167,6 +226,7 @@ impl Api {
             .unwrap_or_default();
         Ok(Api {
             crab,
+            auth,
             base: conn.api_url.clone(),
             retries: conn.retries,
             request_timeout: conn.request_timeout,
@@ -229,6 +289,123 @@ impl Api {
         body: Option<&Value>,
         etag: Option<&str>,
     ) -> Result<Reply, ProviderError> {
+        if !matches!(self.auth, Auth::App(_)) {
+            return self.send_as(method, url, body, etag, None).await;
+        }
+        let token = self.installation_token(false).await?;
+        let reply = self.send_as(method, url, body, etag, Some(&token)).await?;
+        if reply.status != 401 {
+            return Ok(reply);
+        }
+        // "Bad credentials" for a token we still thought valid: it expired
+        // early (clock skew) or was revoked. Mint a new one and try once
+        // more; a second 401 is the caller's to report.
+        tracing::info!(request = %format!("{method} {url}"), "installation token refused; minting a new one");
+        let token = self.installation_token(true).await?;
+        self.send_as(method, url, body, etag, Some(&token)).await
+    }
+
+    /// An installation token for this org that has more than
+    /// [`TOKEN_REFRESH_MARGIN`] left, minted (and the installation looked
+    /// up) when needed; `renew` mints a new one regardless.
+    async fn installation_token(&self, renew: bool) -> Result<String, ProviderError> {
+        let Auth::App(app) = &self.auth else {
+            return Err(ProviderError::Config("not a GitHub App target".into()));
+        };
+        let mut slots = app.tokens.0.lock().await;
+        let slot = slots.entry(app.org.clone()).or_default();
+        let margin = chrono::Duration::from_std(TOKEN_REFRESH_MARGIN).unwrap_or_default();
+        if let Some(t) = slot.token.as_ref().filter(|_| !renew) {
+            if t.expires_at - chrono::Utc::now() > margin {
+                return Ok(t.secret.clone());
+            }
+            tracing::debug!(org = %app.org, expires_at = %t.expires_at, "installation token expires soon; renewing");
+        }
+        let jwt = octocrab::auth::create_jwt(app.app_id.into(), &app.key).map_err(|e| {
+            ProviderError::Config(format!(
+                "GitHub App {}: cannot sign a JWT with private_key_file {} ({e})",
+                app.app_id,
+                app.key_file.display()
+            ))
+        })?;
+        let id = match app.installation_id.or(slot.id) {
+            Some(id) => id,
+            None => {
+                // https://docs.github.com/en/rest/apps/apps#get-an-organization-installation-for-the-authenticated-app
+                let url = self.url(&format!("/orgs/{}/installation", app.org));
+                let reply = self.send_as("GET", &url, None, None, Some(&jwt)).await?;
+                match reply.status {
+                    200 => reply.json()["id"].as_u64().ok_or_else(|| {
+                        api_err(&format!("GET {url}"), Some(200), "the answer has no installation id")
+                    })?,
+                    404 => {
+                        return Err(api_err(
+                            &format!("GET {url}"),
+                            Some(404),
+                            format!(
+                                "GitHub App {} is not installed on org {} ({}); install it there or set connection.installation_id",
+                                app.app_id,
+                                app.org,
+                                reply.message()
+                            ),
+                        ))
+                    }
+                    status => return Err(app_refused(app, &format!("GET {url}"), status, &reply)),
+                }
+            }
+        };
+        slot.id = Some(id);
+        // https://docs.github.com/en/rest/apps/apps#create-an-installation-access-token-for-an-app
+        let url = self.url(&format!("/app/installations/{id}/access_tokens"));
+        let request = format!("POST {url}");
+        let reply = self
+            .send_as("POST", &url, Some(&Value::Object(Default::default())), None, Some(&jwt))
+            .await?;
+        if reply.status == 404 {
+            return Err(api_err(
+                &request,
+                Some(404),
+                format!(
+                    "GitHub App {} has no installation {id} ({})",
+                    app.app_id,
+                    reply.message()
+                ),
+            ));
+        }
+        if reply.status != 201 && reply.status != 200 {
+            return Err(app_refused(app, &request, reply.status, &reply));
+        }
+        let body = reply.json();
+        let secret = body["token"].as_str().unwrap_or_default().to_string();
+        let expires_at = body["expires_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let (false, Some(expires_at)) = (secret.is_empty(), expires_at) else {
+            return Err(api_err(
+                &request,
+                Some(reply.status),
+                "the answer lacks token or expires_at",
+            ));
+        };
+        tracing::debug!(org = %app.org, installation = id, %expires_at, "minted a GitHub App installation token");
+        slot.token = Some(InstallationToken {
+            secret: secret.clone(),
+            expires_at,
+        });
+        Ok(secret)
+    }
+
+    /// [`Api::send`] with an explicit bearer credential (a JWT or an
+    /// installation token), or octocrab's own (`None`).
+    async fn send_as(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+        etag: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<Reply, ProviderError> {
         let request = format!("{method} {url}");
         let mut attempt = 0u32;
         loop {
@@ -247,7 +424,7 @@ impl Api {
                     *l = None;
                 }
             }
-            let sent = tokio::time::timeout(self.request_timeout, self.once(method, url, body, etag)).await;
+            let sent = tokio::time::timeout(self.request_timeout, self.once(method, url, body, etag, bearer)).await;
             if let Ok(mut s) = self.stats.lock() {
                 s.requests += 1;
                 if attempt > 0 {
@@ -335,20 +512,20 @@ impl Api {
         url: &str,
         body: Option<&Value>,
         etag: Option<&str>,
+        bearer: Option<&str>,
     ) -> Result<Reply, octocrab::Error> {
-        let response = match method {
-            "GET" => {
-                let mut headers = HeaderMap::new();
-                if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(t).ok()) {
-                    headers.insert(IF_NONE_MATCH, tag);
-                }
-                self.crab._get_with_headers(url, Some(headers)).await?
-            }
-            "PUT" => self.crab._put(url, body).await?,
-            "PATCH" => self.crab._patch(url, body).await?,
-            "POST" => self.crab._post(url, body).await?,
-            _ => self.crab._delete(url, body).await?,
-        };
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::GET);
+        let mut builder = http::Request::builder().method(method).uri(url);
+        if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(t).ok()) {
+            builder = builder.header(IF_NONE_MATCH, tag);
+        }
+        if let Some(mut value) = bearer.and_then(|b| HeaderValue::from_str(&format!("Bearer {b}")).ok()) {
+            // Kept out of hyper's and tracing's header dumps.
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        let request = self.crab.build_request(builder, body)?;
+        let response = self.crab.execute(request).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = self.crab.body_to_string(response).await?;
@@ -463,6 +640,24 @@ impl Api {
             Err(api_err(&format!("{method} {url}"), Some(reply.status), reply.message()))
         }
     }
+}
+
+/// A JWT request GitHub refused: names the App, the request and GitHub's
+/// message, and says where the key came from, never what it is.
+fn app_refused(app: &AppAuth, request: &str, status: u16, reply: &Reply) -> ProviderError {
+    let hint = if status == 401 {
+        format!(
+            " (the JWT was refused: check app_id and that private_key_file {} is this App's key, and the clock)",
+            app.key_file.display()
+        )
+    } else {
+        String::new()
+    };
+    api_err(
+        request,
+        Some(status),
+        format!("GitHub App {}: {}{hint}", app.app_id, reply.message()),
+    )
 }
 
 fn truncate(s: &str) -> String {

@@ -24,7 +24,7 @@ pub enum AuthSpec {
     /// with organisation "Members: read/write") in this environment variable.
     Token { token_env: String },
     /// A GitHub App: a JWT signed with the private key buys an installation
-    /// token, which octocrab refreshes before it expires.
+    /// token, which plumb renews when less than 5 minutes are left.
     App {
         app_id: u64,
         private_key_file: PathBuf,

@@ -51,6 +51,7 @@ pub fn build(connection: &Value, base: &Path) -> Result<GithubProvider, Provider
     Ok(GithubProvider {
         connection: Connection::parse(connection, base)?,
         state: Mutex::new(RunState::default()),
+        tokens: client::TokenCache::default(),
     })
 }
 
@@ -70,6 +71,9 @@ struct RunState {
 pub struct GithubProvider {
     connection: Connection,
     state: Mutex<RunState>,
+    /// GitHub App installation tokens, reused across runs until they near
+    /// their expiry (empty for token targets).
+    tokens: client::TokenCache,
 }
 
 impl GithubProvider {
@@ -170,7 +174,7 @@ impl Provider for GithubProvider {
     async fn live(&self, desired: &Desired, ctx: &Ctx) -> Result<Live, ProviderError> {
         let mut out = Live::default();
         for org in self.orgs_for(desired) {
-            let api = client::Api::new(&self.connection, &org, ctx).await?;
+            let api = client::Api::new(&self.connection, &org, ctx, &self.tokens).await?;
             let read = live::read_org(&api, &org, &desired.resources, &mut out.resources, &mut out.findings).await;
             api.save_cache();
             let stats = api.stats();
@@ -195,7 +199,7 @@ impl Provider for GithubProvider {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             (st.desired_sizes.clone(), st.live.clone())
         };
-        apply::apply(&self.connection, changes, ctx, &sizes, live).await
+        apply::apply(&self.connection, &self.tokens, changes, ctx, &sizes, live).await
     }
 
     async fn import(&self, live: &Live, out: &Path, _ctx: &Ctx) -> Result<Vec<PathBuf>, ProviderError> {

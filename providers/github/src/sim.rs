@@ -27,10 +27,23 @@
 //!   on every answer; a spent limit answers `403` with GitHub's message;
 //! - fault injection (status, `Retry-After`, body; a secondary limit is a
 //!   `Fault::secondary_limit`), a request log, and an optional path prefix
-//!   (`/api/v3`, as GitHub Enterprise Server serves it).
+//!   (`/api/v3`, as GitHub Enterprise Server serves it);
+//! - GitHub Apps ([`Sim::register_app`]): `GET /app`, `GET /app/installations`,
+//!   `GET /orgs/{org}/installation` and
+//!   `POST /app/installations/{installation_id}/access_tokens` take a JWT
+//!   (RS256, verified with the App's registered public key; `iss`, `iat`,
+//!   `exp` checked as GitHub documents, refused with GitHub's 401 wording);
+//!   installation tokens (`ghs_…`) last an hour (configurable with
+//!   [`Sim::set_installation_token_lifetime`]), then answer `401 Bad
+//!   credentials`; an installation may administer its own org only (`403
+//!   Resource not accessible by integration` elsewhere and on `GET /user`).
 //!
-//! What it leaves out: GitHub App authentication (JWTs, installation
-//! tokens), GraphQL, organisation roles other than owner/member (billing
+//! What it leaves out: the App's own rate limit (JWT requests are not
+//! charged; installation tokens get a user token's 5,000), per-installation
+//! permission sets (every installation has members and administration
+//! write), repository-scoped tokens, suspended installations, the
+//! `Integration not found` answer (an unknown `iss` is "A JSON web token
+//! could not be decoded"), client IDs as `iss`, GraphQL, organisation roles other than owner/member (billing
 //! managers, custom roles), team synchronisation with an IdP, team
 //! invitations listing, repository existence (any repo name is accepted),
 //! email invitations, SSO/SAML, the secondary limit's point accounting (it
@@ -181,6 +194,35 @@ struct State {
     prefix: String,
     /// The first token's user: made an owner of every seeded org.
     owner: Option<String>,
+    /// GitHub Apps by id, their installations by id, and the installation
+    /// tokens minted so far.
+    apps: BTreeMap<u64, SimApp>,
+    installations: BTreeMap<u64, SimInstallation>,
+    install_tokens: HashMap<String, InstallToken>,
+    /// Lifetime of new installation tokens; GitHub's hour when `None`.
+    token_lifetime: Option<chrono::Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct SimApp {
+    slug: String,
+    /// The public key GitHub keeps for the App (PEM), checked at
+    /// registration.
+    public_pem: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct SimInstallation {
+    app_id: u64,
+    /// The org's login.
+    org: String,
+    org_id: u64,
+}
+
+#[derive(Debug, Clone)]
+struct InstallToken {
+    installation: u64,
+    expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -225,6 +267,40 @@ impl State {
 #[derive(Debug, Clone)]
 struct Caller {
     login: String,
+    /// An App installation token: its installation.
+    installation: Option<u64>,
+    /// A JWT: the App it was signed for.
+    app: Option<u64>,
+}
+
+impl Caller {
+    fn user(login: String) -> Caller {
+        Caller {
+            login,
+            installation: None,
+            app: None,
+        }
+    }
+}
+
+/// Answered to an installation token outside its installation's grant
+/// (https://docs.github.com/en/rest/authentication/permissions-required-for-github-apps).
+const NOT_ACCESSIBLE: &str = "Resource not accessible by integration";
+
+/// Refuses a caller that may not administer `org`: a user who is not an
+/// owner, or an installation token of another org. Installations are
+/// granted "Members" and "Administration" write on their org.
+fn deny(st: &State, org: &str, c: &Caller) -> Option<Response> {
+    match c.installation {
+        Some(id) => {
+            let ok = st
+                .installations
+                .get(&id)
+                .is_some_and(|i| i.org.eq_ignore_ascii_case(org));
+            (!ok).then(|| error(StatusCode::FORBIDDEN, NOT_ACCESSIBLE))
+        }
+        None => (!is_owner(st, org, &c.login)).then(owner_required),
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -357,17 +433,33 @@ async fn gate(AxState(state): AxState<Shared>, mut req: Request, next: Next) -> 
             f.times -= 1;
             f.clone()
         });
-        match (&token, token.as_ref().and_then(|t| st.tokens.get(t)).cloned()) {
-            (None, _) => (None, Some(error(StatusCode::UNAUTHORIZED, "Requires authentication"))),
-            (Some(_), None) => (None, Some(error(StatusCode::UNAUTHORIZED, "Bad credentials"))),
-            (Some(t), Some(login)) => {
-                let (remaining, reset) = *st.rate.entry(t.clone()).or_insert((RATE_LIMIT, now + 3600));
-                let (remaining, reset) = if reset <= now {
-                    (RATE_LIMIT, now + 3600)
-                } else {
-                    (remaining, reset)
+        let who = match &token {
+            None => Err("Requires authentication".to_string()),
+            Some(t) if jwt_endpoint(&rel) => verify_jwt(&st, t, now as i64).map(|(app, slug)| Caller {
+                login: slug,
+                installation: None,
+                app: Some(app),
+            }),
+            Some(t) => caller_for_token(&st, t).ok_or_else(|| "Bad credentials".to_string()),
+        };
+        match who {
+            Err(message) => (None, Some(error(StatusCode::UNAUTHORIZED, &message))),
+            Ok(caller) => {
+                // JWT requests are not charged to a token's limit here (the
+                // simulator leaves the App's own limit out).
+                let remaining = match (&token, caller.app) {
+                    (Some(t), None) => {
+                        let (remaining, reset) = *st.rate.entry(t.clone()).or_insert((RATE_LIMIT, now + 3600));
+                        let (remaining, reset) = if reset <= now {
+                            (RATE_LIMIT, now + 3600)
+                        } else {
+                            (remaining, reset)
+                        };
+                        st.rate.insert(t.clone(), (remaining, reset));
+                        Some(remaining)
+                    }
+                    _ => None,
                 };
-                st.rate.insert(t.clone(), (remaining, reset));
                 if let Some(f) = faulted {
                     let mut r = error(
                         StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY),
@@ -376,19 +468,23 @@ async fn gate(AxState(state): AxState<Shared>, mut req: Request, next: Next) -> 
                     if let Some(s) = f.retry_after {
                         r.headers_mut().insert("retry-after", HeaderValue::from(s));
                     }
-                    (Some(Caller { login }), Some(r))
-                } else if remaining == 0 {
+                    (Some(caller), Some(r))
+                } else if remaining == Some(0) {
                     // https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
-                    let id = st.users.get(&login.to_lowercase()).map(|u| u.1).unwrap_or_default();
+                    let id = st
+                        .users
+                        .get(&caller.login.to_lowercase())
+                        .map(|u| u.1)
+                        .unwrap_or_default();
                     (
-                        Some(Caller { login }),
+                        Some(caller),
                         Some(error(
                             StatusCode::FORBIDDEN,
                             &format!("API rate limit exceeded for user ID {id}."),
                         )),
                     )
                 } else {
-                    (Some(Caller { login }), None)
+                    (Some(caller), None)
                 }
             }
         }
@@ -460,9 +556,210 @@ async fn gate(AxState(state): AxState<Shared>, mut req: Request, next: Next) -> 
     response
 }
 
+/// Endpoints that take a JWT rather than a token: `/app...` and
+/// `GET /orgs/{org}/installation` ("You must use a JWT to access this
+/// endpoint", https://docs.github.com/en/rest/apps/apps).
+fn jwt_endpoint(rel: &str) -> bool {
+    let path = rel.split('?').next().unwrap_or_default();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    parts.first() == Some(&"app") || (parts.len() == 3 && parts[0] == "orgs" && parts[2] == "installation")
+}
+
+/// GitHub's answers to a JWT it refuses (401). The wording is what
+/// GitHub sends, as quoted in client bug reports:
+/// https://github.com/backstage/backstage/issues/12887 (undecodable or
+/// badly signed), https://github.com/octokit/auth-app.js/issues/698 (`exp`
+/// too far ahead), https://github.com/sigmavirus24/github3.py/issues/1050
+/// (`exp` missing or past).
+pub const JWT_UNDECODABLE: &str = "A JSON web token could not be decoded";
+pub const JWT_EXP_TOO_FAR: &str = "'Expiration time' claim ('exp') is too far in the future";
+pub const JWT_EXP_INVALID: &str =
+    "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+pub const JWT_IAT_INVALID: &str =
+    "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
+
+/// Checks a GitHub App JWT the way GitHub documents it
+/// (https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app):
+/// RS256, signed with the App's private key; `iss` the App's id (a number
+/// or its string); `iat` not in the future (the docs advise 60 s in the
+/// past against clock drift, so up to 60 s ahead is forgiven here); `exp`
+/// in the future and "no more than 10 minutes into the future". Returns the
+/// App's id and slug.
+fn verify_jwt(st: &State, token: &str, now: i64) -> Result<(u64, String), String> {
+    use octocrab::jsonwebtoken as jwt;
+    let undecodable = || JWT_UNDECODABLE.to_string();
+    let header = jwt::decode_header(token).map_err(|_| undecodable())?;
+    if header.alg != jwt::Algorithm::RS256 {
+        return Err(undecodable());
+    }
+    let claims = jwt::dangerous::insecure_decode::<Value>(token)
+        .map_err(|_| undecodable())?
+        .claims;
+    let iss = match &claims["iss"] {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    let Some((app_id, app)) = iss.and_then(|id| st.apps.get(&id).map(|a| (id, a))) else {
+        return Err(undecodable());
+    };
+    let key = jwt::DecodingKey::from_rsa_pem(&app.public_pem).map_err(|_| undecodable())?;
+    let mut validation = jwt::Validation::new(jwt::Algorithm::RS256);
+    // The claims are judged below with GitHub's messages.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    jwt::decode::<Value>(token, &key, &validation).map_err(|_| undecodable())?;
+    let Some(exp) = claims["exp"].as_i64() else {
+        return Err(JWT_EXP_INVALID.into());
+    };
+    let Some(iat) = claims["iat"].as_i64() else {
+        return Err(JWT_IAT_INVALID.into());
+    };
+    if iat > now + 60 {
+        return Err(JWT_IAT_INVALID.into());
+    }
+    if exp <= now {
+        return Err(JWT_EXP_INVALID.into());
+    }
+    if exp > now + 600 || exp - iat > 600 {
+        return Err(JWT_EXP_TOO_FAR.into());
+    }
+    Ok((app_id, app.slug.clone()))
+}
+
+/// A user token, or an installation token that has not expired (an
+/// expired one is "Bad credentials", like any unknown token).
+fn caller_for_token(st: &State, token: &str) -> Option<Caller> {
+    if let Some(login) = st.tokens.get(token) {
+        return Some(Caller::user(login.clone()));
+    }
+    let t = st.install_tokens.get(token)?;
+    if t.expires_at <= chrono::Utc::now() {
+        return None;
+    }
+    let inst = st.installations.get(&t.installation)?;
+    let slug = st.apps.get(&inst.app_id).map(|a| a.slug.clone()).unwrap_or_default();
+    Some(Caller {
+        login: format!("{slug}[bot]"),
+        installation: Some(t.installation),
+        app: None,
+    })
+}
+
+/// The permissions the simulator grants every installation.
+fn installation_permissions() -> Value {
+    json!({"members": "write", "organization_administration": "write", "metadata": "read"})
+}
+
+/// An installation as `GET /orgs/{org}/installation` and
+/// `GET /app/installations` show it
+/// (https://docs.github.com/en/rest/apps/apps#get-an-organization-installation-for-the-authenticated-app).
+fn installation_json(st: &State, id: u64, i: &SimInstallation) -> Value {
+    let slug = st.apps.get(&i.app_id).map(|a| a.slug.clone()).unwrap_or_default();
+    json!({
+        "id": id,
+        "account": {"login": i.org, "id": i.org_id, "type": "Organization"},
+        "app_id": i.app_id,
+        "app_slug": slug,
+        "target_id": i.org_id,
+        "target_type": "Organization",
+        "permissions": installation_permissions(),
+        "repository_selection": "all",
+        "events": [],
+    })
+}
+
+async fn get_app(Extension(c): Extension<Caller>, AxState(s): AxState<Shared>) -> Response {
+    let st = lock(&s);
+    let Some((id, app)) = c.app.and_then(|id| st.apps.get(&id).map(|a| (id, a))) else {
+        return error(StatusCode::UNAUTHORIZED, JWT_UNDECODABLE);
+    };
+    Json(json!({"id": id, "slug": app.slug, "name": app.slug, "owner": null,
+        "permissions": installation_permissions(), "events": []}))
+    .into_response()
+}
+
+async fn list_app_installations(
+    Extension(c): Extension<Caller>,
+    Query(q): Q,
+    headers: HeaderMap,
+    AxState(s): AxState<Shared>,
+) -> Response {
+    let st = lock(&s);
+    let items = st
+        .installations
+        .iter()
+        .filter(|(_, i)| Some(i.app_id) == c.app)
+        .map(|(id, i)| installation_json(&st, *id, i))
+        .collect();
+    paged(items, &q, &headers, &st.prefix, "/app/installations")
+}
+
+/// 404 when the App is not installed on the org.
+async fn get_org_installation(
+    UrlPath(org): UrlPath<String>,
+    Extension(c): Extension<Caller>,
+    AxState(s): AxState<Shared>,
+) -> Response {
+    let st = lock(&s);
+    st.installations
+        .iter()
+        .find(|(_, i)| Some(i.app_id) == c.app && i.org.eq_ignore_ascii_case(&org))
+        .map(|(id, i)| Json(installation_json(&st, *id, i)).into_response())
+        .unwrap_or_else(not_found)
+}
+
+/// `201 {token, expires_at, permissions, repository_selection}`; an
+/// installation of another App (or none) is `404`
+/// (https://docs.github.com/en/rest/apps/apps#create-an-installation-access-token-for-an-app).
+/// Tokens last an hour unless [`Sim::set_installation_token_lifetime`]
+/// says otherwise.
+async fn create_access_token(
+    UrlPath(id): UrlPath<String>,
+    Extension(c): Extension<Caller>,
+    AxState(s): AxState<Shared>,
+) -> Response {
+    let mut st = lock(&s);
+    let Some(id) = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| st.installations.get(id).is_some_and(|i| Some(i.app_id) == c.app))
+    else {
+        return not_found();
+    };
+    let serial = st.id();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (serial, id, chrono::Utc::now().timestamp_nanos_opt()).hash(&mut h);
+    let token = format!("ghs_{:016x}{:020}", h.finish(), serial);
+    let lifetime = st.token_lifetime.unwrap_or_else(|| chrono::Duration::hours(1));
+    let expires_at = chrono::Utc::now() + lifetime;
+    st.install_tokens.insert(
+        token.clone(),
+        InstallToken {
+            installation: id,
+            expires_at,
+        },
+    );
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "permissions": installation_permissions(),
+            "repository_selection": "all",
+        })),
+    )
+        .into_response()
+}
+
 type Q = Query<HashMap<String, String>>;
 
 async fn get_user(Extension(c): Extension<Caller>, AxState(s): AxState<Shared>) -> Response {
+    // "This endpoint works with … user access tokens", not installation
+    // tokens (https://docs.github.com/en/rest/users/users#get-the-authenticated-user).
+    if c.installation.is_some() {
+        return error(StatusCode::FORBIDDEN, NOT_ACCESSIBLE);
+    }
     let st = lock(&s);
     Json(user_json(&st, &c.login)).into_response()
 }
@@ -492,8 +789,8 @@ async fn patch_org(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let o = st.org_mut(&org);
     if let Some(m) = body.as_object() {
@@ -561,8 +858,8 @@ async fn set_membership(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     // https://docs.github.com/en/rest/orgs/members#set-organization-membership-for-a-user:
     // role admin|member, default member; an unknown user is 404.
@@ -609,8 +906,8 @@ async fn remove_membership(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let o = st.org_mut(&org);
     let key = user.to_lowercase();
@@ -673,8 +970,8 @@ async fn invitations(
     let Some(o) = st.orgs.get(&org.to_lowercase()) else {
         return not_found();
     };
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let items = o
         .invitations
@@ -697,8 +994,8 @@ async fn list_outside(
     let Some(o) = st.orgs.get(&org.to_lowercase()) else {
         return not_found();
     };
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let items = o.outside.iter().map(|l| user_json(&st, l)).collect();
     paged(
@@ -769,8 +1066,8 @@ async fn create_team(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let Some(name) = body["name"].as_str().map(str::to_string) else {
         return validation("Team", "name", "name is missing");
@@ -823,8 +1120,8 @@ async fn update_team(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let o = st.org_mut(&org);
     let slug = slug.to_lowercase();
@@ -880,8 +1177,8 @@ async fn delete_team(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let o = st.org_mut(&org);
     if !o.teams.contains_key(&slug.to_lowercase()) {
@@ -973,8 +1270,8 @@ async fn set_team_membership(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let role = body["role"].as_str().unwrap_or("member").to_string();
     if role != "member" && role != "maintainer" {
@@ -1023,8 +1320,8 @@ async fn remove_team_membership(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let o = st.org_mut(&org);
     let Some(t) = o.teams.get_mut(&slug.to_lowercase()) else {
@@ -1083,8 +1380,8 @@ async fn set_team_repo(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     // https://docs.github.com/en/rest/teams/teams#add-or-update-team-repository-permissions:
     // pull, triage, push, maintain, admin (or a custom role); default push.
@@ -1116,8 +1413,8 @@ async fn remove_team_repo(
     if !st.orgs.contains_key(&org.to_lowercase()) {
         return not_found();
     }
-    if !is_owner(&st, &org, &c.login) {
-        return owner_required();
+    if let Some(denied) = deny(&st, &org, &c) {
+        return denied;
     }
     let o = st.org_mut(&org);
     let Some(t) = o.teams.get_mut(&slug.to_lowercase()) else {
@@ -1165,6 +1462,13 @@ impl Sim {
         let state: Shared = Arc::new(Mutex::new(state));
         let api = Router::new()
             .route("/user", get(get_user))
+            .route("/app", get(get_app))
+            .route("/app/installations", get(list_app_installations))
+            .route(
+                "/app/installations/{installation_id}/access_tokens",
+                axum::routing::post(create_access_token),
+            )
+            .route("/orgs/{org}/installation", get(get_org_installation))
             .route("/orgs/{org}", get(get_org).patch(patch_org))
             .route("/orgs/{org}/members", get(list_members))
             .route(
@@ -1513,6 +1817,64 @@ impl Sim {
     /// Points left for `token`.
     pub fn rate_remaining(&self, token: &str) -> u64 {
         lock(&self.state).rate.get(token).map(|r| r.0).unwrap_or(RATE_LIMIT)
+    }
+
+    /// Registers a GitHub App: GitHub keeps its public key (PEM, PKCS#1 or
+    /// SPKI) to check the App's JWTs, and installs it on each org in
+    /// `installations` (created when missing). Returns the installation
+    /// ids, in order.
+    pub fn register_app(
+        &self,
+        app_id: u64,
+        public_key_pem: &str,
+        installations: &[&str],
+    ) -> Result<Vec<u64>, ProviderError> {
+        octocrab::jsonwebtoken::DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
+            .map_err(|e| ProviderError::Config(format!("app {app_id}: not an RSA public key in PEM form ({e})")))?;
+        let mut st = lock(&self.state);
+        st.apps.insert(
+            app_id,
+            SimApp {
+                slug: format!("plumb-app-{app_id}"),
+                public_pem: public_key_pem.as_bytes().to_vec(),
+            },
+        );
+        let mut ids = Vec::new();
+        for org in installations {
+            let id = st.id();
+            let o = st.org_mut(org);
+            let (login, org_id) = (o.login.clone(), o.id);
+            st.installations.insert(
+                id,
+                SimInstallation {
+                    app_id,
+                    org: login,
+                    org_id,
+                },
+            );
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// How long installation tokens minted from now on last (GitHub: one
+    /// hour), so a test can make them expire during a run.
+    pub fn set_installation_token_lifetime(&self, lifetime: std::time::Duration) {
+        lock(&self.state).token_lifetime = chrono::Duration::from_std(lifetime).ok();
+    }
+
+    /// Expires every installation token minted so far (as if their hour
+    /// were over): they answer `401 Bad credentials` from now on.
+    pub fn expire_installation_tokens(&self) {
+        let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+        for t in lock(&self.state).install_tokens.values_mut() {
+            t.expires_at = past;
+        }
+    }
+
+    /// Installation tokens minted so far.
+    pub fn installation_tokens_minted(&self) -> usize {
+        lock(&self.state).install_tokens.len()
     }
 
     pub fn inject(&self, fault: Fault) {

@@ -155,7 +155,11 @@ fn entry_points(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_corpus_entry_point_loads() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/kubernetes");
     let corpus = corpus.as_path();
-    assert!(corpus.is_dir(), "the corpus belongs at ../shared/corpus beside the work tree: {}", corpus.display());
+    assert!(
+        corpus.is_dir(),
+        "the corpus belongs at ../shared/corpus beside the work tree: {}",
+        corpus.display()
+    );
     let mut entries = Vec::new();
     entry_points(corpus, &mut entries);
     assert!(entries.len() > 10, "{entries:?}");

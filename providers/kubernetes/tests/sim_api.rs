@@ -622,3 +622,41 @@ async fn json_patch_test_guard_and_remove_ownership() {
     .await;
     assert_eq!(s, 413, "{v}");
 }
+
+/// kube-apiserver answers 201 Created when a server-side apply creates the
+/// object and 200 when it updates it (handlers/patch.go `wasCreated`).
+#[tokio::test]
+async fn server_side_apply_answers_201_on_create_and_200_on_update() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = RawClient;
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps/created?fieldManager=plumb",
+        sim.url()
+    );
+    let body = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "created"}, "data": {"a": "1"}}"#;
+    let first = client.patch(&url, body).await;
+    assert_eq!(first, 201);
+    let second = client.patch(&url, body).await;
+    assert_eq!(second, 200);
+}
+
+/// A minimal HTTP/1.1 client over a TcpStream (the crate has no HTTP client
+/// dependency for tests): sends one PATCH with the apply content type and
+/// returns the status code.
+struct RawClient;
+
+impl RawClient {
+    async fn patch(&self, url: &str, body: &str) -> u16 {
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        let request = format!(
+            "PATCH /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/apply-patch+yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}

@@ -383,8 +383,12 @@ fn patch(
             }
             let force = q.get("force").is_some_and(|v| v == "true");
             let mut store = shared.lock();
+            let existed = store.get(rt, ns, name).is_ok();
             let r = store.apply(rt, ns, name, cfg, manager.as_deref().unwrap_or(""), force, dry_run)?;
-            Ok(r)
+            // An apply that creates the object answers 201 Created
+            // (apiserver handlers/patch.go: `if wasCreated { status =
+            // http.StatusCreated }`), an update 200.
+            Ok(if existed { r } else { return_code(r, 201) })
         }
         "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
             let manager = manager.unwrap_or_else(|| default_manager(headers));

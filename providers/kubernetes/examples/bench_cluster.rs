@@ -8,8 +8,8 @@
 //! the peak RSS is plumb's alone; the child counts requests.
 //!
 //! ```sh
-//! cargo run --release -p plumb-kubernetes --example bench_audit
-//! cargo run --release -p plumb-kubernetes --example bench_audit -- --no-kubectl
+//! cargo run --release -p plumb-kubernetes --example bench_cluster
+//! cargo run --release -p plumb-kubernetes --example bench_cluster -- --no-kubectl
 //! ```
 
 use std::collections::HashMap;

@@ -2,10 +2,10 @@
 //! 20 folders against the simulator, at concurrency 1 and 8: requests per
 //! audit, wall time of the live read and of the comparison, peak RSS.
 //!
-//! cargo run --release -p plumb-grafana --example bench_audit -- [dashboards]
+//! cargo run --release -p plumb-grafana --example bench_dashboards -- [dashboards]
 //!
 //! The simulator runs in a child process (this binary, re-run as
-//! `bench_audit serve DIR`), so the two sides do not share a runtime or a
+//! `bench_dashboards serve DIR`), so the two sides do not share a runtime or a
 //! heap: the RSS figures are plumb's alone, and concurrency 8 can overlap
 //! requests with the simulator's work. The child answers `count` on its
 //! standard input with the requests it saw since the last `count`, and

@@ -86,6 +86,10 @@ pub struct TargetSpec {
     /// Upper bound for one live read or apply of this target (default 5m).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub timeout: Option<Duration>,
+    /// serve: a random delay of up to this much before each scheduled
+    /// audit, so targets on one schedule do not hit their APIs at once.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub jitter: Option<Duration>,
     /// 1-based line of this target's entry, for messages about it.
     #[serde(skip)]
     pub line: Option<usize>,
@@ -145,6 +149,9 @@ pub struct ServerSpec {
     pub token_env: Option<String>,
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
+    /// serve: how many audits may run at once (default 4).
+    #[serde(default)]
+    pub max_concurrent_audits: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -536,3 +536,51 @@ async fn sigterm_lets_a_running_reconcile_finish() {
         .unwrap()
         .contains("admin"));
 }
+
+/// `server.max_concurrent_audits: 1`: audits of different targets wait for
+/// each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_limit_serialises_audits() {
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for t in ["a", "b", "c"] {
+        std::fs::create_dir_all(root.join(format!("desired/{t}"))).unwrap();
+        std::fs::write(root.join(format!("desired/{t}/x.yaml")), format!("id: {t}/x\n")).unwrap();
+    }
+    // Each audit holds a lock file for a moment; a second holder means two ran at once.
+    std::fs::write(
+        root.join("slow.sh"),
+        "if ! mkdir lock 2>/dev/null; then touch overlapped; fi\nsleep 0.4\nrmdir lock 2>/dev/null\necho \"[{\\\"id\\\": \\\"$1/x\\\"}]\"\necho $1 >> audited\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut config = format!("source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", max_concurrent_audits: 1 }}\ntargets:\n");
+    for t in ["a", "b", "c"] {
+        config.push_str(&format!(
+            "  - {{ name: {t}, provider: exec, path: {t}, schedule: \"* * * * * *\", connection: {{ command: [bash, slow.sh, {t}] }} }}\n"
+        ));
+    }
+    std::fs::write(root.join("plumb.yaml"), config).unwrap();
+    let child = spawn_serve(&root.join("plumb.yaml"));
+    let _serve = Serve {
+        child,
+        base: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let audited = std::fs::read_to_string(root.join("audited")).unwrap_or_default();
+        if ["a", "b", "c"]
+            .iter()
+            .all(|t| audited.lines().filter(|l| l == t).count() >= 2)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "audits did not all run: {audited:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !root.join("overlapped").exists(),
+        "two audits ran at once under max_concurrent_audits: 1"
+    );
+}

@@ -32,7 +32,7 @@ use crate::state::State;
 
 pub use live_metrics::LiveMetrics;
 
-/// Audits of different targets that may run at once.
+/// Audits of different targets that may run at once (`server.max_concurrent_audits`).
 pub const CONCURRENT_AUDITS: usize = 4;
 /// A target without `schedule` is audited this often.
 pub const DEFAULT_SCHEDULE: &str = "*/5 * * * *";
@@ -125,6 +125,12 @@ impl Daemon {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let metrics = LiveMetrics::new(&loaded.config)?;
+        let loaded_concurrency = loaded
+            .config
+            .server
+            .max_concurrent_audits
+            .unwrap_or(CONCURRENT_AUDITS)
+            .max(1);
         let alerter = crate::alert::Alerter::new(&alertmanager_urls(&loaded.config))?;
         let daemon = Arc::new(Daemon {
             config_path: config_path.to_path_buf(),
@@ -135,7 +141,7 @@ impl Daemon {
             suspensions: Mutex::new(suspensions),
             state: Mutex::new(state),
             metrics,
-            limit: Semaphore::new(CONCURRENT_AUDITS),
+            limit: Semaphore::new(loaded_concurrency),
             ready: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             generation: watch::channel(0).0,
@@ -384,7 +390,8 @@ impl Daemon {
                 tracing::warn!(target = %name, "schedule has no next time");
                 return;
             };
-            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            let jitter = self.loaded().config.target(&name).and_then(|t| t.jitter);
+            let wait = (next - Utc::now()).to_std().unwrap_or_default() + jittered(jitter);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
@@ -676,8 +683,39 @@ fn alertmanager_urls(config: &Config) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A random delay in `[0, jitter]`.
+pub fn jittered(jitter: Option<Duration>) -> Duration {
+    match jitter {
+        Some(j) if !j.is_zero() => {
+            let millis = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=j.as_millis().min(u64::MAX as u128) as u64);
+            Duration::from_millis(millis)
+        }
+        _ => Duration::ZERO,
+    }
+}
+
 /// `plumb serve`.
 pub async fn serve(config_path: &Path, registry: Registry) -> anyhow::Result<i32> {
     let daemon = Daemon::new(config_path, registry)?;
     daemon.run().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_its_bound_and_varies() {
+        assert_eq!(jittered(None), Duration::ZERO);
+        assert_eq!(jittered(Some(Duration::ZERO)), Duration::ZERO);
+        let bound = Duration::from_secs(2);
+        let delays: Vec<Duration> = (0..200).map(|_| jittered(Some(bound))).collect();
+        assert!(delays.iter().all(|d| *d <= bound));
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 50,
+            "jitter hardly varies: {} distinct values",
+            distinct.len()
+        );
+    }
 }

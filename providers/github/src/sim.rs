@@ -290,6 +290,15 @@ const NOT_ACCESSIBLE: &str = "Resource not accessible by integration";
 /// Refuses a caller that may not administer `org`: a user who is not an
 /// owner, or an installation token of another org. Installations are
 /// granted "Members" and "Administration" write on their org.
+/// The answer for a write to `org` by `c` that may not proceed: 404 for an
+/// org that does not exist (GitHub hides it), else [`deny`]'s answer.
+fn refuse_unless_admin(st: &State, org: &str, c: &Caller) -> Option<Response> {
+    if !st.orgs.contains_key(&org.to_lowercase()) {
+        return Some(not_found());
+    }
+    deny(st, org, c)
+}
+
 fn deny(st: &State, org: &str, c: &Caller) -> Option<Response> {
     match c.installation {
         Some(id) => {
@@ -786,11 +795,8 @@ async fn patch_org(
     Json(body): Json<Value>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let o = st.org_mut(&org);
     if let Some(m) = body.as_object() {
@@ -855,11 +861,8 @@ async fn set_membership(
     Json(body): Json<Value>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     // https://docs.github.com/en/rest/orgs/members#set-organization-membership-for-a-user:
     // role admin|member, default member; an unknown user is 404.
@@ -903,11 +906,8 @@ async fn remove_membership(
     AxState(s): AxState<Shared>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let o = st.org_mut(&org);
     let key = user.to_lowercase();
@@ -1063,11 +1063,8 @@ async fn create_team(
     Json(body): Json<Value>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let Some(name) = body["name"].as_str().map(str::to_string) else {
         return validation("Team", "name", "name is missing");
@@ -1117,11 +1114,8 @@ async fn update_team(
     Json(body): Json<Value>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let o = st.org_mut(&org);
     let slug = slug.to_lowercase();
@@ -1174,11 +1168,8 @@ async fn delete_team(
     AxState(s): AxState<Shared>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let o = st.org_mut(&org);
     if !o.teams.contains_key(&slug.to_lowercase()) {
@@ -1267,11 +1258,8 @@ async fn set_team_membership(
     Json(body): Json<Value>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let role = body["role"].as_str().unwrap_or("member").to_string();
     if role != "member" && role != "maintainer" {
@@ -1317,11 +1305,8 @@ async fn remove_team_membership(
     AxState(s): AxState<Shared>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let o = st.org_mut(&org);
     let Some(t) = o.teams.get_mut(&slug.to_lowercase()) else {
@@ -1377,11 +1362,8 @@ async fn set_team_repo(
     body: Option<Json<Value>>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     // https://docs.github.com/en/rest/teams/teams#add-or-update-team-repository-permissions:
     // pull, triage, push, maintain, admin (or a custom role); default push.
@@ -1410,11 +1392,8 @@ async fn remove_team_repo(
     AxState(s): AxState<Shared>,
 ) -> Response {
     let mut st = lock(&s);
-    if !st.orgs.contains_key(&org.to_lowercase()) {
-        return not_found();
-    }
-    if let Some(denied) = deny(&st, &org, &c) {
-        return denied;
+    if let Some(refusal) = refuse_unless_admin(&st, &org, &c) {
+        return refusal;
     }
     let o = st.org_mut(&org);
     let Some(t) = o.teams.get_mut(&slug.to_lowercase()) else {

@@ -1430,6 +1430,16 @@ async fn create_folder(
     Json(v).into_response()
 }
 
+/// The JSON body of a folder write, or the answer refusing it: 403 below
+/// Editor (Grafana's `folders:write` action), 400 for a body that is not JSON.
+#[allow(clippy::result_large_err)]
+fn folder_write_command(who: &Principal, body: &[u8]) -> Result<Value, Response> {
+    if who.role < Role::Editor {
+        return Err(forbidden("folders:write"));
+    }
+    serde_json::from_slice::<Value>(body).map_err(|_| error(StatusCode::BAD_REQUEST, "bad request data", None))
+}
+
 /// `PUT /api/folders/{uid}`: `version` must match unless `overwrite`
 /// (docs: folder.md "Update folder", 412 version-mismatch).
 async fn update_folder(
@@ -1438,11 +1448,9 @@ async fn update_folder(
     UrlPath(uid): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if who.role < Role::Editor {
-        return forbidden("folders:write");
-    }
-    let Ok(cmd) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "bad request data", None);
+    let cmd = match folder_write_command(&who, &body) {
+        Ok(cmd) => cmd,
+        Err(refusal) => return refusal,
     };
     let mut st = lock(&state);
     let Some(mut folder) = st.folders.get(&uid).cloned() else {
@@ -1476,11 +1484,9 @@ async fn move_folder(
     UrlPath(uid): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if who.role < Role::Editor {
-        return forbidden("folders:write");
-    }
-    let Ok(cmd) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "bad request data", None);
+    let cmd = match folder_write_command(&who, &body) {
+        Ok(cmd) => cmd,
+        Err(refusal) => return refusal,
     };
     let mut st = lock(&state);
     let Some(mut folder) = st.folders.get(&uid).cloned() else {

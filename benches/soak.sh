@@ -5,6 +5,10 @@
 # over the changes made during the run). See BENCHMARKS.md.
 #
 #   benches/soak.sh [SECONDS] [PLUMB_BINARY]   (default 1800 s, target/release/plumb)
+#   SOAK_WRAP="heaptrack -o /tmp/soak" benches/soak.sh 600 BINARY
+#
+# SOAK_TRACE=FILE also writes "seconds audits rss_kib" every 60 s, to tell
+# growth that levels off (allocator warm-up) from growth that keeps going.
 set -euo pipefail
 seconds="${1:-1800}"
 plumb="${2:-$(cd "$(dirname "$0")/.." && pwd)/target/release/plumb}"
@@ -29,12 +33,16 @@ PY
     echo "  - { name: t$i, provider: exec, path: t$i, schedule: \"* * * * * *\", connection: { command: [cat, live-t$i.json] } }"
   done
 } > "$work/plumb.yaml"
-"$plumb" serve -c "$work/plumb.yaml" 2>/dev/null &
+# SOAK_WRAP runs the daemon under a profiler, e.g. SOAK_WRAP="heaptrack -o
+# /tmp/soak" with a `--no-default-features` build (the system allocator,
+# which heap profilers see); RSS and CPU are then read from the daemon itself.
+${SOAK_WRAP:-} "$plumb" serve -c "$work/plumb.yaml" >/dev/null 2>&1 &
 pid=$!
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }   # clock ticks
 audits() { curl -s "127.0.0.1:$port/metrics" | awk '/^plumb_run_duration_seconds_count/ {s += $2} END {print s + 0}'; }
 until curl -sf "127.0.0.1:$port/readyz" >/dev/null; do sleep 0.1; done
+[ -n "${SOAK_WRAP:-}" ] && pid=$(pgrep -f "^$plumb serve -c $work/plumb.yaml")
 echo "daemon pid $pid, 20 targets x 50 documents, every second, for ${seconds}s"
 latencies="$work/latencies"
 : > "$latencies"
@@ -43,6 +51,10 @@ rss100=""
 change=0
 while [ $(( $(date +%s) - start )) -lt "$seconds" ]; do
   a=$(audits)
+  elapsed=$(( $(date +%s) - start ))
+  if [ -n "${SOAK_TRACE:-}" ] && [ "$elapsed" -ge "${next_trace:-0}" ]; then
+    echo "$elapsed $a $(rss)" >> "$SOAK_TRACE"; next_trace=$(( elapsed + 60 ))
+  fi
   if [ -z "$rss100" ] && [ "$a" -ge 2000 ]; then rss100=$(rss); cpu100=$(cpu); audits100=$a; fi
   # Every 20 s: change one target's live state, time how long until it drifts.
   if [ $(( ($(date +%s) - start) % 20 )) -eq 0 ]; then

@@ -584,3 +584,82 @@ async fn the_global_limit_serialises_audits() {
         "two audits ran at once under max_concurrent_audits: 1"
     );
 }
+
+/// A suspension posted while an audit is between its own suspension check
+/// and its status update (here: held in its Alertmanager push) must still
+/// show when that audit finishes; the audit's older view must not erase it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_taken_during_an_audit_survives_its_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plumb::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("desired/app")).unwrap();
+    std::fs::write(dir.path().join("desired/app/users.yaml"), "id: user/a\nrole: admin\n").unwrap();
+    std::fs::write(dir.path().join("live.json"), r#"[{"id": "user/a", "role": "owner"}]"#).unwrap();
+    // An Alertmanager that tells the test when the push arrives and answers
+    // only when the test says so.
+    let am = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let am_url = format!("http://{}", am.local_addr().unwrap());
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel::<()>(4);
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release_am = release.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = am.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = socket.read(&mut buf).await;
+            let _ = arrived_tx.send(()).await;
+            release_am.notified().await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let port = free_port();
+    let config = format!(
+        "source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", token_env: PLUMB_TEST_API_TOKEN }}\nalerting: {{ alertmanager: {{ urls: [\"{am_url}\"] }} }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"0 0 1 1 *\"\n    connection: {{ command: [cat, live.json] }}\n"
+    );
+    std::fs::write(dir.path().join("plumb.yaml"), config).unwrap();
+    let _serve = Serve {
+        child: Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["serve", "-c"])
+            .arg(dir.path().join("plumb.yaml"))
+            .env("PLUMB_TEST_API_TOKEN", "t0ken-for-tests")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    // The start-up audit found drift and is now pushing its alert.
+    tokio::time::timeout(Duration::from_secs(30), arrived.recv())
+        .await
+        .expect("the start-up audit pushes its drift alert")
+        .unwrap();
+    let ok = http
+        .post(format!("{base}/api/v1/targets/app/suspend"))
+        .bearer_auth("t0ken-for-tests")
+        .body(r#"{"until": "2099-01-01", "reason": "INC-9 mid-audit"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    release.notify_one();
+    let targets = async || -> serde_json::Value {
+        http.get(format!("{base}/api/v1/targets"))
+            .bearer_auth("t0ken-for-tests")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    wait_for("the audit to finish", async || {
+        !targets().await["targets"][0]["last_run"].is_null()
+    })
+    .await;
+    let app = &targets().await["targets"][0];
+    assert_eq!(app["suspended"]["reason"], "INC-9 mid-audit", "{app}");
+}

@@ -470,11 +470,8 @@ impl Daemon {
         let started_at = Utc::now();
         let clock = Instant::now();
         let mut run = auditor.run_target_isolated(&spec, checkout.clone(), started_at).await;
-        if let Some(s) = Self::lock(&self.suspensions).get(name).cloned() {
-            let still = crate::policy::parse_until(&s.until, run.timezone).is_ok_and(|u| Utc::now() < u);
-            if still {
-                run.policy.policy.suspend = Some(s);
-            }
+        if let Some(s) = self.api_suspension(name, run.timezone) {
+            run.policy.policy.suspend = Some(s);
         }
 
         let mut reconciled = Vec::new();
@@ -527,6 +524,11 @@ impl Daemon {
             self.metrics.history_failed();
         }
         self.push_alerts(&spec, &run.plan).await;
+        // A suspension the API took while this audit ran is newer than the
+        // one the audit saw: read it again, so the page never drops it.
+        let suspended = self
+            .api_suspension(name, run.timezone)
+            .or_else(|| run.policy.suspended(Utc::now(), run.timezone).cloned());
         let mut targets = Self::lock(&self.targets);
         if let Some(status) = targets.get_mut(name) {
             status.last_run = Some(plan.finished_at);
@@ -535,8 +537,16 @@ impl Daemon {
             }
             status.source = Some(plan.source.clone());
             status.plan = Some(run.plan);
-            status.suspended = run.policy.suspended(Utc::now(), run.timezone).cloned();
+            status.suspended = suspended;
         }
+    }
+
+    /// The break-glass suspension the API set for `name`, while in force.
+    fn api_suspension(&self, name: &str, tz: chrono_tz::Tz) -> Option<Suspension> {
+        Self::lock(&self.suspensions)
+            .get(name)
+            .filter(|s| crate::policy::parse_until(&s.until, tz).is_ok_and(|until| Utc::now() < until))
+            .cloned()
     }
 
     /// Break-glass from the API: reconcile stops until `until`, audits go on.

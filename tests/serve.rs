@@ -26,9 +26,18 @@ fn free_port() -> u16 {
 
 fn start(dir: &Path) -> Serve {
     let port = free_port();
-    let config = format!(
-        "source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", token_env: PLUMB_TEST_API_TOKEN }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"* * * * * *\"\n    labels: {{ team: platform }}\n    connection: {{ command: [cat, live.json], sensitive_paths: [/password] }}\n"
-    );
+    start_with(
+        dir,
+        port,
+        &format!(
+            "source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", token_env: PLUMB_TEST_API_TOKEN }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"* * * * * *\"\n    labels: {{ team: platform }}\n    connection: {{ command: [cat, live.json], sensitive_paths: [/password] }}\n"
+        ),
+    )
+}
+
+/// `plumb serve` on `config` (listening on `port`), with the API token
+/// the tests send in `PLUMB_TEST_API_TOKEN`.
+fn start_with(dir: &Path, port: u16, config: &str) -> Serve {
     std::fs::write(dir.join("plumb.yaml"), config).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_plumb"))
         .args(["serve", "-c"])
@@ -618,19 +627,8 @@ async fn a_suspension_taken_during_an_audit_survives_its_end() {
     let config = format!(
         "source: {{ dir: ./desired }}\nstate_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", token_env: PLUMB_TEST_API_TOKEN }}\nalerting: {{ alertmanager: {{ urls: [\"{am_url}\"] }} }}\ntargets:\n  - name: app\n    provider: exec\n    path: app\n    schedule: \"0 0 1 1 *\"\n    connection: {{ command: [cat, live.json] }}\n"
     );
-    std::fs::write(dir.path().join("plumb.yaml"), config).unwrap();
-    let _serve = Serve {
-        child: Command::new(env!("CARGO_BIN_EXE_plumb"))
-            .args(["serve", "-c"])
-            .arg(dir.path().join("plumb.yaml"))
-            .env("PLUMB_TEST_API_TOKEN", "t0ken-for-tests")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    let serve = start_with(dir.path(), port, &config);
+    let base = serve.base.clone();
     let http = reqwest::Client::new();
     // The start-up audit found drift and is now pushing its alert.
     tokio::time::timeout(Duration::from_secs(30), arrived.recv())

@@ -51,7 +51,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -61,9 +60,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
+use plumb_model::loopback::{self, LoopbackServer};
 use plumb_model::ProviderError;
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
 /// The primary limit of a user token on github.com
 /// (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api).
@@ -1406,29 +1405,15 @@ async fn remove_team_repo(
 /// The running simulator. Dropping it stops the server.
 pub struct Sim {
     state: Shared,
-    addr: SocketAddr,
+    server: LoopbackServer,
     prefix: String,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 impl Sim {
     /// Starts a simulator on 127.0.0.1 with a free port, on the current
     /// Tokio runtime.
     pub async fn start(options: SimOptions) -> std::io::Result<Sim> {
-        let prefix = options
-            .path_prefix
-            .as_deref()
-            .map(|p| format!("/{}", p.trim_matches('/')))
-            .filter(|p| p != "/")
-            .unwrap_or_default();
+        let prefix = loopback::sub_path(options.path_prefix.as_deref());
         let mut state = State {
             prefix: prefix.clone(),
             ..Default::default()
@@ -1475,35 +1460,13 @@ impl Sim {
             .fallback(|| async { not_found() })
             .layer(middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
-        let app = if prefix.is_empty() {
-            api
-        } else {
-            Router::new().nest(&prefix, api)
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "github simulator stopped");
-            }
-        });
-        Ok(Sim {
-            state,
-            addr,
-            prefix,
-            stop: Some(stop),
-        })
+        let server = LoopbackServer::start("github", loopback::mounted(&prefix, api)).await?;
+        Ok(Sim { state, server, prefix })
     }
 
     /// The base URL for a target's `connection.api_url`.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.addr, self.prefix)
+        format!("http://{}{}", self.server.addr(), self.prefix)
     }
 
     /// Loads a directory of org files (either peribolos layout) as live

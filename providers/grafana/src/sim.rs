@@ -47,7 +47,6 @@
 //! wall-clock times; generated uids are deterministic.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,9 +58,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine;
+use plumb_model::loopback::{self, LoopbackServer};
 use plumb_model::ProviderError;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 /// A Grafana role, as an organisation member or service account has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -361,29 +360,15 @@ fn forbidden(permission: &str) -> Response {
 /// The running simulator. Dropping it stops the server.
 pub struct Sim {
     state: Shared,
-    addr: SocketAddr,
+    server: LoopbackServer,
     sub_path: String,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 impl Sim {
     /// Starts a simulator on 127.0.0.1 with a free port, on the current
     /// Tokio runtime.
     pub async fn start(options: SimOptions) -> std::io::Result<Sim> {
-        let sub_path = options
-            .sub_path
-            .as_deref()
-            .map(|p| format!("/{}", p.trim_matches('/')))
-            .filter(|p| p != "/")
-            .unwrap_or_default();
+        let sub_path = loopback::sub_path(options.sub_path.as_deref());
         let mut state = State {
             sub_path: sub_path.clone(),
             apis: options.apis,
@@ -421,36 +406,17 @@ impl Sim {
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
-        let app = if sub_path.is_empty() {
-            api
-        } else {
-            Router::new().nest(&sub_path, api)
-        };
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "grafana simulator stopped");
-            }
-        });
+        let server = LoopbackServer::start("grafana", loopback::mounted(&sub_path, api)).await?;
         Ok(Sim {
             state,
-            addr,
+            server,
             sub_path,
-            stop: Some(stop),
         })
     }
 
     /// The base URL to put in a target's `connection.url`.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.addr, self.sub_path)
+        format!("http://{}{}", self.server.addr(), self.sub_path)
     }
 
     /// Loads a directory of desired-state files (the provider's own format:

@@ -6,7 +6,8 @@
 //!
 //! This crate does no I/O of its own and pulls in no heavy dependencies, so a
 //! provider crate and the core can both depend on it cheaply (the way
-//! `kube-core` sits under `kube`).
+//! `kube-core` sits under `kube`). The one exception is opt-in: the
+//! `loopback` feature adds the server the providers' API simulators share.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub mod files;
+#[cfg(feature = "loopback")]
+pub mod loopback;
 
 /// Where a desired document came from, so every error and every change can
 /// point a person at the file and line to edit.

@@ -47,7 +47,6 @@
 //! kept as posted (Mimir releases differ in whether they store them).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +55,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use plumb_model::loopback::LoopbackServer;
 use plumb_model::ProviderError;
 use serde_json::json;
 
@@ -114,15 +114,7 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct Simulator {
     url: String,
     inner: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
+    _server: LoopbackServer,
 }
 
 impl Simulator {
@@ -139,21 +131,11 @@ impl Simulator {
             ..Inner::default()
         }));
         let app = router(inner.clone(), flavour);
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        tracing::debug!(%addr, "ruler simulator listening");
+        let server = LoopbackServer::start("ruler", app).await?;
         Ok(Simulator {
-            url: format!("http://{addr}"),
+            url: format!("http://{}", server.addr()),
             inner,
-            shutdown: Some(tx),
+            _server: server,
         })
     }
 

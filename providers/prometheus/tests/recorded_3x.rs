@@ -16,6 +16,7 @@ use std::path::Path;
 use axum::routing::get;
 use axum::Router;
 use common::*;
+use plumb_model::loopback::LoopbackServer;
 use plumb_model::{Action, Provider, Severity};
 use plumb_prometheus::build;
 use serde_json::json;
@@ -37,21 +38,17 @@ fn watchdog_file(group_extra: &str, rule_labels: &str, for_: &str) -> String {
     )
 }
 
-async fn recorded_server() -> String {
+async fn recorded_server() -> LoopbackServer {
     let app = Router::new()
         .route("/api/v1/status/buildinfo", get(|| async { BUILDINFO }))
         .route("/api/v1/status/config", get(|| async { CONFIG }))
         .route("/api/v1/rules", get(|| async { RULES }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    LoopbackServer::start("recorded prometheus 3.7.3", app).await.unwrap()
 }
 
 async fn audit(file: &str) -> (Vec<Change>, plumb_model::Live) {
-    let url = recorded_server().await;
+    let server = recorded_server().await;
+    let url = format!("http://{}", server.addr());
     let root = TempDir::new().unwrap();
     write(&root.path().join("rules"), "ansible_managed.yml", file);
     let p = build(&json!({"url": url, "retries": 0}), Path::new(".")).unwrap();

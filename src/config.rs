@@ -188,6 +188,18 @@ pub struct Config {
 pub const RESERVED_LABELS: &[&str] = &["target", "provider", "le", "job", "instance", "action", "result"];
 
 impl Config {
+    /// The union of every target's label names, sorted: metric label names
+    /// must be the same for every series of a metric, so a target without
+    /// one of them exports it empty.
+    pub fn target_label_names(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .flat_map(|t| t.labels.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
             file: file.to_path_buf(),

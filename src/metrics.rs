@@ -3,7 +3,6 @@
 //! `/metrics`. Target labels are the union over all targets, empty where a
 //! target lacks one, so every series of a metric has the same label names.
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -16,13 +15,7 @@ use crate::state::State;
 /// Renders the gauges for `plan` in the text exposition format.
 pub fn gauges(config: &Config, plan: &Plan, state: &State) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
-    let extra: Vec<String> = config
-        .targets
-        .iter()
-        .flat_map(|t| t.labels.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let extra = config.target_label_names();
     let with = |base: &[&str]| -> Vec<String> {
         base.iter()
             .map(|s| s.to_string())

@@ -5,7 +5,6 @@
 //! labels are the union over targets; SIGHUP rebuilds the series with the
 //! new label names.
 
-use std::collections::BTreeSet;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -32,13 +31,7 @@ pub struct LiveMetrics {
 
 fn build(config: &Config) -> Result<Series, prometheus::Error> {
     let registry = Registry::new();
-    let label_names: Vec<String> = config
-        .targets
-        .iter()
-        .flat_map(|t| t.labels.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let label_names = config.target_label_names();
     let with = |base: &[&str]| -> Vec<String> {
         base.iter()
             .map(|s| s.to_string())

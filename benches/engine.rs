@@ -109,7 +109,7 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let with_status = std::env::args().any(|a| a == "--status");
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let in_sync = args.first().copied().unwrap_or(100_000);
@@ -138,7 +138,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
+        .map_err(|e| format!("runtime: {e}"))?;
     let policy = CompiledPolicy::audit_only();
     let masker = Masker::with_key(b"benchmark-key-benchmark-key-0000");
     let ctx = Ctx::new("bench", std::env::temp_dir());
@@ -163,7 +163,7 @@ fn main() {
                 findings: Vec::new(),
             },
         ))
-        .expect("plan");
+        .map_err(|e| format!("plan: {e}"))?;
     let elapsed = started.elapsed();
     let peak = peak_rss_bytes().unwrap_or(0);
     assert_eq!(outcome.plan.summary.in_sync, in_sync);
@@ -192,4 +192,5 @@ fn main() {
         peak as f64 / input_bytes as f64,
         mib(rss_before)
     );
+    Ok(())
 }

@@ -92,7 +92,7 @@ fn target_plan(name: &str, drift: bool) -> TargetPlan {
     t
 }
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mode = args.first().map(String::as_str).unwrap_or("local");
     let (endpoint, total) = match mode {
@@ -106,9 +106,9 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir_all(dir.path().join("desired")).expect("dir");
+        .map_err(|e| format!("runtime: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    std::fs::create_dir_all(dir.path().join("desired")).map_err(|e| format!("desired dir: {e}"))?;
     let history = match &endpoint {
         Some(e) => format!("history:\n  s3: {{ bucket: bench, region: eu-west-1, endpoint: \"{e}\" }}\n"),
         None => "history: { dir: ./history }\n".to_string(),
@@ -116,17 +116,19 @@ fn main() {
     let text = format!(
         "source: {{ dir: ./desired }}\nstate_dir: ./state\n{history}targets:\n  - name: t0\n    provider: exec\n"
     );
-    std::fs::write(dir.path().join("plumb.yaml"), text).expect("config");
-    let config = plumb::config::Config::load(&dir.path().join("plumb.yaml")).expect("config");
+    std::fs::write(dir.path().join("plumb.yaml"), text).map_err(|e| format!("write config: {e}"))?;
+    let config = plumb::config::Config::load(&dir.path().join("plumb.yaml"))?;
 
     runtime.block_on(async {
         let store = Counting {
-            inner: plumb::history::open(&config).await.expect("store"),
+            inner: plumb::history::open(&config)
+                .await
+                .map_err(|e| format!("open store: {e}"))?,
             gets: AtomicUsize::new(0),
         };
         let targets: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
         let per_target = total / targets.len();
-        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("date");
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().ok_or("start date")?;
         let recorder = Recorder::new(&store, &config);
         let written = Instant::now();
         let mut bytes_total = 0usize;
@@ -175,7 +177,7 @@ fn main() {
         let timer = Instant::now();
         let r = report::build(&store, &targets, start, end, Duration::hours(1))
             .await
-            .expect("report");
+            .map_err(|e| format!("report: {e}"))?;
         let with_summaries = timer.elapsed();
         let gets_with = store.gets.load(Ordering::Relaxed);
         assert_eq!(r.targets[0].audits, per_target);
@@ -185,11 +187,14 @@ fn main() {
         let timer = Instant::now();
         let mut audits = 0;
         for t in &targets {
-            let keys = store.list(&format!("{t}/")).await.expect("list");
+            let keys = store
+                .list(&format!("{t}/"))
+                .await
+                .map_err(|e| format!("list {t}: {e}"))?;
             let mut obs = Vec::with_capacity(keys.len());
             for key in keys {
-                let bytes = store.get(&key).await.expect("get");
-                let record: Record = serde_json::from_slice(&bytes).expect("record");
+                let bytes = store.get(&key).await.map_err(|e| format!("get {key}: {e}"))?;
+                let record: Record = serde_json::from_slice(&bytes).map_err(|e| format!("record {key}: {e}"))?;
                 obs.push((&record).into());
             }
             audits += report::target_report(t, &obs, start, end, Duration::hours(1)).audits;
@@ -207,5 +212,6 @@ fn main() {
         );
         println!("incidents per target:  {}", r.targets[0].incidents.len());
         println!("peak RSS:              {:.1} MiB", peak_rss_mib());
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
 }

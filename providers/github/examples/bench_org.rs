@@ -24,7 +24,7 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn generate(dir: &Path) {
+fn generate(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut text = String::from("admins:\n- plumb-bot\n- owner-one\nmembers:\n");
     for i in 0..5000 {
         text.push_str(&format!("- user{i:04}\n"));
@@ -44,24 +44,30 @@ fn generate(dir: &Path) {
             ));
         }
     }
-    std::fs::create_dir_all(dir.join("bench")).unwrap();
-    std::fs::write(dir.join("bench/org.yaml"), text).unwrap();
+    std::fs::create_dir_all(dir.join("bench")).map_err(|e| format!("create bench dir: {e}"))?;
+    std::fs::write(dir.join("bench/org.yaml"), text).map_err(|e| format!("write bench/org.yaml: {e}"))?;
+    Ok(())
 }
 
-async fn run(sim: &Sim, org: &str, dir: &Path) {
+async fn run(sim: &Sim, org: &str, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let provider = plumb_github::build(
         &json!({"org": org, "token_env": "PLUMB_BENCH_GH_TOKEN", "api_url": sim.url()}),
         Path::new("."),
     )
-    .unwrap();
-    let cache = tempfile::tempdir().unwrap();
+    .map_err(|e| format!("build provider: {e}"))?;
+    let cache = tempfile::tempdir().map_err(|e| format!("cache dir: {e}"))?;
     let mut ctx = Ctx::new("bench", cache.path());
     ctx.timeout = Duration::from_secs(600);
-    let desired = provider.desired(dir, dir, &ctx).unwrap();
+    let desired = provider
+        .desired(dir, dir, &ctx)
+        .map_err(|e| format!("{org} desired: {e}"))?;
     for label in ["cold", "warm"] {
         let before = sim.rate_remaining("sim-admin-token");
         let started = Instant::now();
-        let live = provider.live(&desired, &ctx).await.unwrap();
+        let live = provider
+            .live(&desired, &ctx)
+            .await
+            .map_err(|e| format!("{org} {label} live: {e}"))?;
         let took = started.elapsed();
         let stats = provider.last_stats();
         let points = before - sim.rate_remaining("sim-admin-token");
@@ -84,24 +90,28 @@ async fn run(sim: &Sim, org: &str, dir: &Path) {
     println!(
         "{org:<12} for comparison: one GET per member would be {members} requests, plus {per_item} for one GET per team membership and team repo"
     );
+    Ok(())
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::env::set_var("PLUMB_BENCH_GH_TOKEN", "sim-admin-token");
-    let sim = Sim::start(SimOptions::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path());
-    sim.seed_dir(dir.path()).unwrap();
-    run(&sim, "bench", dir.path()).await;
+    let sim = Sim::start(SimOptions::default())
+        .await
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    generate(dir.path())?;
+    sim.seed_dir(dir.path()).map_err(|e| format!("seed bench org: {e}"))?;
+    run(&sim, "bench", dir.path()).await?;
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/github-org/kubernetes-org/config");
     if corpus.is_dir() {
-        sim.seed_dir(&corpus).unwrap();
-        run(&sim, "kubernetes", &corpus).await;
+        sim.seed_dir(&corpus).map_err(|e| format!("seed kubernetes org: {e}"))?;
+        run(&sim, "kubernetes", &corpus).await?;
     }
     println!(
         "peak RSS (simulator and provider in one process): {:.1} MiB",
         peak_rss_mib()
     );
+    Ok(())
 }

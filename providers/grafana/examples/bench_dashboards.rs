@@ -79,9 +79,11 @@ fn rss_of(pid: &str, field: &str) -> String {
 
 /// The child: a simulator seeded from `dir`, its URL on the first line of
 /// standard output, then commands from standard input until it closes.
-async fn serve(dir: &Path) {
-    let sim = Sim::start(SimOptions::default()).await.expect("sim");
-    let seeded = sim.seed_dir(dir).expect("seed");
+async fn serve(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let sim = Sim::start(SimOptions::default())
+        .await
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let seeded = sim.seed_dir(dir).map_err(|e| format!("seed: {e}"))?;
     println!("{} {seeded}", sim.url());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
     std::thread::spawn(move || {
@@ -102,25 +104,25 @@ async fn serve(dir: &Path) {
             _ => println!("?"),
         }
     }
+    Ok(())
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("serve") {
-        serve(Path::new(args.get(2).expect("serve DIR"))).await;
-        return;
+        return serve(Path::new(args.get(2).ok_or("serve DIR")?)).await;
     }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let mut bytes = 0;
     for d in 0..n {
         let folder = dir.path().join(format!("team-{:02}", d % 20));
-        std::fs::create_dir_all(&folder).expect("mkdir");
-        let text = serde_json::to_string_pretty(&dashboard(d)).expect("json");
+        std::fs::create_dir_all(&folder).map_err(|e| format!("mkdir {}: {e}", folder.display()))?;
+        let text = serde_json::to_string_pretty(&dashboard(d))?;
         bytes += text.len();
-        std::fs::write(folder.join(format!("d{d:05}.json")), text).expect("write");
+        std::fs::write(folder.join(format!("d{d:05}.json")), text).map_err(|e| format!("write dashboard {d}: {e}"))?;
     }
     println!(
         "{n} dashboards, {:.1} KB average JSON, {:.1} MB total",
@@ -128,26 +130,30 @@ async fn main() {
         bytes as f64 / 1e6
     );
 
-    let mut child = Command::new(std::env::current_exe().expect("current exe"))
+    let mut child = Command::new(std::env::current_exe().map_err(|e| format!("current exe: {e}"))?)
         .arg("serve")
         .arg(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start the simulator process");
-    let mut to_child = child.stdin.take().expect("stdin");
-    let mut from_child = BufReader::new(child.stdout.take().expect("stdout"));
+        .map_err(|e| format!("start the simulator process: {e}"))?;
+    let mut to_child = child.stdin.take().ok_or("simulator stdin")?;
+    let mut from_child = BufReader::new(child.stdout.take().ok_or("simulator stdout")?);
     // The first line: the URL and how many dashboards were seeded.
     let mut first = String::new();
-    from_child.read_line(&mut first).expect("read from simulator");
+    from_child
+        .read_line(&mut first)
+        .map_err(|e| format!("read from simulator: {e}"))?;
     let mut parts = first.split_whitespace();
-    let url = parts.next().expect("the simulator's URL").to_string();
+    let url = parts.next().ok_or("the simulator's URL")?.to_string();
     let seeded = parts.next().unwrap_or("?").to_string();
-    let mut ask = |command: &str| -> String {
-        writeln!(to_child, "{command}").expect("write to simulator");
+    let mut ask = |command: &str| -> Result<String, Box<dyn std::error::Error>> {
+        writeln!(to_child, "{command}").map_err(|e| format!("write to simulator: {e}"))?;
         let mut line = String::new();
-        from_child.read_line(&mut line).expect("read from simulator");
-        line.trim().to_string()
+        from_child
+            .read_line(&mut line)
+            .map_err(|e| format!("read from simulator: {e}"))?;
+        Ok(line.trim().to_string())
     };
     let pid = child.id().to_string();
     println!(
@@ -165,16 +171,18 @@ async fn main() {
             &json!({"url": url, "token_env": "PLUMB_BENCH_TOKEN", "concurrency": concurrency}),
             Path::new("."),
         )
-        .expect("build");
+        .map_err(|e| format!("build provider: {e}"))?;
         let t = Instant::now();
-        let desired = p.desired(dir.path(), dir.path(), &ctx).expect("desired");
+        let desired = p
+            .desired(dir.path(), dir.path(), &ctx)
+            .map_err(|e| format!("desired: {e}"))?;
         let t_desired = t.elapsed();
         let hwm_before_live = rss("VmHWM:");
-        let _ = ask("count");
+        ask("count")?;
         let t = Instant::now();
-        let live = p.live(&desired, &ctx).await.expect("live");
+        let live = p.live(&desired, &ctx).await.map_err(|e| format!("live: {e}"))?;
         let t_live = t.elapsed();
-        let requests = ask("count");
+        let requests = ask("count")?;
         let t = Instant::now();
         let mut drift = 0;
         for d in &desired.resources {
@@ -202,7 +210,8 @@ async fn main() {
             rss("VmHWM:")
         );
     }
-    println!("simulator process peak: VmHWM {}", ask("rss"));
+    println!("simulator process peak: VmHWM {}", ask("rss")?);
     drop(to_child);
     let _ = child.wait();
+    Ok(())
 }

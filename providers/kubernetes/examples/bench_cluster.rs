@@ -42,24 +42,23 @@ fn objects(ns: &str, i: usize) -> [Value; 6] {
 }
 
 /// Writes the manifests, one file per namespace (Namespace first).
-fn write_manifests(dir: &Path) -> usize {
+fn write_manifests(dir: &Path) -> Result<usize, Box<dyn std::error::Error>> {
     let mut count = 0;
     for n in 0..NAMESPACES {
         let ns = format!("ns-{n:02}");
         let mut text =
-            serde_yaml_ng::to_string(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-                .expect("yaml");
+            serde_yaml_ng::to_string(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
         count += 1;
         for i in 0..PER_KIND {
             for o in objects(&ns, i) {
                 text.push_str("---\n");
-                text.push_str(&serde_yaml_ng::to_string(&o).expect("yaml"));
+                text.push_str(&serde_yaml_ng::to_string(&o)?);
                 count += 1;
             }
         }
-        std::fs::write(dir.join(format!("{ns}.yaml")), text).expect("write manifests");
+        std::fs::write(dir.join(format!("{ns}.yaml")), text).map_err(|e| format!("write {ns}.yaml: {e}"))?;
     }
-    count
+    Ok(count)
 }
 
 fn vm_hwm_kib() -> u64 {
@@ -74,14 +73,16 @@ fn vm_hwm_kib() -> u64 {
 }
 
 /// The child: a seeded simulator driven over stdin.
-async fn run_sim(dir: &Path) {
-    let sim = Sim::start(SimConfig::default()).await.expect("start simulator");
-    let seeded = sim.seed_dir(dir).expect("seed");
+async fn run_sim(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let sim = Sim::start(SimConfig::default())
+        .await
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let seeded = sim.seed_dir(dir).map_err(|e| format!("seed: {e}"))?;
     let stdout = std::io::stdout();
-    writeln!(stdout.lock(), "{} {seeded}", sim.url()).expect("stdout");
+    writeln!(stdout.lock(), "{} {seeded}", sim.url()).map_err(|e| format!("stdout: {e}"))?;
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
-        let line = line.expect("stdin");
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
         let answer = match line.trim() {
             "drift" => {
                 for n in 0..NAMESPACES {
@@ -94,7 +95,7 @@ async fn run_sim(dir: &Path) {
                             "kubectl-edit",
                             |o| o["data"]["k"] = json!("changed"),
                         )
-                        .expect("edit");
+                        .map_err(|e| format!("edit: {e}"))?;
                     }
                 }
                 "ok".to_string()
@@ -111,21 +112,26 @@ async fn run_sim(dir: &Path) {
                     };
                     *by.entry(key).or_default() += 1;
                 }
-                format!("{} {}", r.len(), serde_json::to_string(&by).expect("json"))
+                format!("{} {}", r.len(), serde_json::to_string(&by)?)
             }
             _ => break,
         };
-        writeln!(stdout.lock(), "{answer}").expect("stdout");
+        writeln!(stdout.lock(), "{answer}").map_err(|e| format!("stdout: {e}"))?;
     }
+    Ok(())
 }
 
 /// A change before confirmation: action, desired, live, paths.
 type Candidate = (Action, Option<Resource>, Option<Resource>, Vec<String>);
 
 /// What the core's engine does: match by id, normalise, diff, confirm.
-async fn audit(provider: &plumb_kubernetes::KubernetesProvider, dir: &Path, ctx: &Ctx) -> usize {
-    let desired = provider.desired(dir, dir, ctx).expect("desired");
-    let live = provider.live(&desired, ctx).await.expect("live");
+async fn audit(
+    provider: &plumb_kubernetes::KubernetesProvider,
+    dir: &Path,
+    ctx: &Ctx,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let desired = provider.desired(dir, dir, ctx).map_err(|e| format!("desired: {e}"))?;
+    let live = provider.live(&desired, ctx).await.map_err(|e| format!("live: {e}"))?;
     let mut live_by_id: HashMap<String, Resource> = live.resources.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut suspects: Vec<Candidate> = Vec::new();
     for d in desired.resources {
@@ -152,45 +158,53 @@ async fn audit(provider: &plumb_kubernetes::KubernetesProvider, dir: &Path, ctx:
             paths: p,
         })
         .collect();
-    let verdicts = provider.confirm(&list, ctx).await.expect("confirm");
-    verdicts.iter().filter(|v| matches!(v, Verdict::Confirmed(_))).count() + unmanaged
+    let verdicts = provider
+        .confirm(&list, ctx)
+        .await
+        .map_err(|e| format!("confirm: {e}"))?;
+    Ok(verdicts.iter().filter(|v| matches!(v, Verdict::Confirmed(_))).count() + unmanaged)
 }
 
-fn ask(child_in: &mut impl Write, child_out: &mut impl BufRead, what: &str) -> String {
-    writeln!(child_in, "{what}").expect("to child");
-    child_in.flush().expect("flush");
+fn ask(
+    child_in: &mut impl Write,
+    child_out: &mut impl BufRead,
+    what: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    writeln!(child_in, "{what}").map_err(|e| format!("to child: {e}"))?;
+    child_in.flush().map_err(|e| format!("flush to child: {e}"))?;
     let mut line = String::new();
-    child_out.read_line(&mut line).expect("from child");
-    line.trim().to_string()
+    child_out.read_line(&mut line).map_err(|e| format!("from child: {e}"))?;
+    Ok(line.trim().to_string())
 }
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("runtime");
+        .map_err(|e| format!("runtime: {e}"))?;
     if args.get(1).map(String::as_str) == Some("sim") {
-        rt.block_on(run_sim(Path::new(&args[2])));
-        return;
+        return rt.block_on(run_sim(Path::new(&args[2])));
     }
     let kubectl = !args.iter().any(|a| a == "--no-kubectl");
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let manifests = tmp.path().join("manifests");
-    std::fs::create_dir_all(&manifests).expect("mkdir");
-    let count = write_manifests(&manifests);
+    std::fs::create_dir_all(&manifests).map_err(|e| format!("mkdir manifests: {e}"))?;
+    let count = write_manifests(&manifests)?;
     let mut child = Command::new(&args[0])
         .arg("sim")
         .arg(&manifests)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start the simulator process");
-    let mut child_in = child.stdin.take().expect("stdin");
-    let mut child_out = BufReader::new(child.stdout.take().expect("stdout"));
+        .map_err(|e| format!("start the simulator process: {e}"))?;
+    let mut child_in = child.stdin.take().ok_or("simulator stdin")?;
+    let mut child_out = BufReader::new(child.stdout.take().ok_or("simulator stdout")?);
     let mut first = String::new();
-    child_out.read_line(&mut first).expect("simulator url");
-    let url = first.split_whitespace().next().expect("url").to_string();
+    child_out
+        .read_line(&mut first)
+        .map_err(|e| format!("simulator url: {e}"))?;
+    let url = first.split_whitespace().next().ok_or("simulator url")?.to_string();
     let kubeconfig = tmp.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -198,24 +212,25 @@ fn main() {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {{server: \"{url}\"}}\nusers:\n- name: sim\n  user: {{}}\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: sim}}\ncurrent-context: sim\n"
         ),
     )
-    .expect("kubeconfig");
+    .map_err(|e| format!("write kubeconfig: {e}"))?;
     println!("objects in Git: {count} (+ the simulator's own); seeded: {first}");
-    let provider = plumb_kubernetes::build(&json!({"kubeconfig": kubeconfig}), tmp.path()).expect("provider");
+    let provider = plumb_kubernetes::build(&json!({"kubeconfig": kubeconfig}), tmp.path())
+        .map_err(|e| format!("build provider: {e}"))?;
     let mut ctx = Ctx::new("bench", tmp.path().join("cache"));
     ctx.timeout = Duration::from_secs(120);
-    ask(&mut child_in, &mut child_out, "requests");
+    ask(&mut child_in, &mut child_out, "requests")?;
     println!("| cluster | tool | changes | API requests | wall time | peak RSS (VmHWM) |");
     println!("|---|---|---:|---|---:|---:|");
     for drift in [false, true] {
         let label = if drift { "1% drift" } else { "in sync" };
         if drift {
-            ask(&mut child_in, &mut child_out, "drift");
-            ask(&mut child_in, &mut child_out, "requests");
+            ask(&mut child_in, &mut child_out, "drift")?;
+            ask(&mut child_in, &mut child_out, "requests")?;
         }
         let started = Instant::now();
-        let changes = rt.block_on(audit(&provider, &manifests, &ctx));
+        let changes = rt.block_on(audit(&provider, &manifests, &ctx))?;
         let plumb_wall = started.elapsed();
-        let requests = ask(&mut child_in, &mut child_out, "requests");
+        let requests = ask(&mut child_in, &mut child_out, "requests")?;
         println!(
             "| {label} | plumb | {changes} | {requests} | {:.2} s | {:.1} MiB |",
             plumb_wall.as_secs_f64(),
@@ -229,9 +244,9 @@ fn main() {
                 .args(["diff", "--server-side", "--force-conflicts", "-f"])
                 .arg(&manifests)
                 .output()
-                .expect("run kubectl");
+                .map_err(|e| format!("run kubectl: {e}"))?;
             let wall = started.elapsed();
-            let requests = ask(&mut child_in, &mut child_out, "requests");
+            let requests = ask(&mut child_in, &mut child_out, "requests")?;
             let text = String::from_utf8_lossy(&out.stdout);
             let changed = text.lines().filter(|l| l.starts_with("diff ")).count();
             println!(
@@ -251,4 +266,5 @@ fn main() {
     }
     let _ = writeln!(child_in, "quit");
     let _ = child.wait();
+    Ok(())
 }

@@ -1,8 +1,10 @@
-//! `plumb report` over a large history: records of 10 targets audited every
-//! five minutes (mostly heartbeats, a drift incident a day), written the way
-//! the recorder writes them, then one report over the whole window — first
-//! reading every record, then with the per-day summaries the recorder writes
-//! when a day closes. Prints wall time, objects read and peak RSS.
+//! `plumb report` and `report --verify` over a large history: records of 10
+//! targets audited every five minutes (mostly heartbeats, a drift incident a
+//! day) with a signed digest every hour, written the way `serve` writes
+//! them; then one report over the whole window — first reading every record,
+//! then with the per-day summaries written when a day closes — and one
+//! verification. Prints the store requests per recorded audit, wall time,
+//! objects read and peak RSS.
 //!
 //! `cargo bench --bench report -- local 100000`
 //! `cargo bench --bench report -- s3 http://127.0.0.1:PORT 10000` (a running
@@ -15,29 +17,44 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
+use plumb::history::digest::DigestReason;
 use plumb::history::record::{Extras, Record};
-use plumb::history::{report, HistoryError, Recorder, Store};
+use plumb::history::{report, verify, History, HistoryError, Store};
 use plumb::plan::{Change, Plan, Summary, TargetPlan};
 use plumb_model::Action;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Counts the requests a store answers.
+#[derive(Default)]
+struct Counts {
+    gets: AtomicUsize,
+    puts: AtomicUsize,
+    lists: AtomicUsize,
+}
+
 struct Counting {
     inner: Box<dyn Store>,
-    gets: AtomicUsize,
+    counts: std::sync::Arc<Counts>,
 }
 
 #[async_trait]
 impl Store for Counting {
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), HistoryError> {
+        self.counts.puts.fetch_add(1, Ordering::Relaxed);
         self.inner.put_new(key, bytes).await
     }
     async fn get(&self, key: &str) -> Result<Vec<u8>, HistoryError> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.counts.gets.fetch_add(1, Ordering::Relaxed);
         self.inner.get(key).await
     }
+    async fn get_opt(&self, key: &str) -> Result<Option<Vec<u8>>, HistoryError> {
+        self.counts.gets.fetch_add(1, Ordering::Relaxed);
+        self.inner.get_opt(key).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, HistoryError> {
+        self.counts.lists.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix).await
     }
     fn describe(&self) -> String {
@@ -120,17 +137,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = plumb::config::Config::load(&dir.path().join("plumb.yaml"))?;
 
     runtime.block_on(async {
+        let counts = std::sync::Arc::new(Counts::default());
         let store = Counting {
             inner: plumb::history::open(&config)
                 .await
                 .map_err(|e| format!("open store: {e}"))?,
-            gets: AtomicUsize::new(0),
+            counts: counts.clone(),
         };
+        let recorder = History::with_store(Box::new(store), &config).map_err(|e| format!("history: {e}"))?;
+        let store = recorder.store();
         let targets: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
         let per_target = total / targets.len();
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().ok_or("start date")?;
-        let recorder = Recorder::new(&store, &config);
         let written = Instant::now();
+        let mut record_requests = 0;
         let mut bytes_total = 0usize;
         // Write as the recorder does (chain, heartbeats, day summaries), but
         // all targets of one audit at once.
@@ -151,8 +171,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 exit_code: if drift { 2 } else { 0 },
                 targets: targets.iter().map(|t| target_plan(t, drift)).collect(),
             };
+            let before = counts.gets.load(Ordering::Relaxed)
+                + counts.puts.load(Ordering::Relaxed)
+                + counts.lists.load(Ordering::Relaxed);
             let outcome = recorder.record(&plan, &BTreeMap::<String, Extras>::new()).await;
-            assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+            if !outcome.failed.is_empty() {
+                return Err(format!("recording failed: {:?}", outcome.failed).into());
+            }
+            record_requests += counts.gets.load(Ordering::Relaxed)
+                + counts.puts.load(Ordering::Relaxed)
+                + counts.lists.load(Ordering::Relaxed)
+                - before;
+            if i % 12 == 11 {
+                let failed = recorder.write_digests(&targets, DigestReason::Interval).await;
+                if !failed.is_empty() {
+                    return Err(format!("digest failed: {failed:?}").into());
+                }
+            }
             if i == 0 {
                 for key in &outcome.written {
                     bytes_total += store.get(key).await.map(|b| b.len()).unwrap_or(0);
@@ -171,24 +206,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             written.elapsed().as_secs_f64(),
             bytes_total / targets.len()
         );
+        println!(
+            "recording:           {:.2} store requests per target audit (digests and day summaries aside)",
+            record_requests as f64 / (per_target * targets.len()) as f64
+        );
         let _ = Record::build; // the record format written above
 
-        store.gets.store(0, Ordering::Relaxed);
+        counts.gets.store(0, Ordering::Relaxed);
         let timer = Instant::now();
-        let r = report::build(&store, &targets, start, end, Duration::hours(1))
+        let r = report::build(store, &targets, start, end, Duration::hours(1))
             .await
             .map_err(|e| format!("report: {e}"))?;
         let with_summaries = timer.elapsed();
-        let gets_with = store.gets.load(Ordering::Relaxed);
-        assert_eq!(r.targets[0].audits, per_target);
+        let gets_with = counts.gets.load(Ordering::Relaxed);
+        if r.targets[0].audits != per_target {
+            return Err(format!("report counted {} audits of {per_target}", r.targets[0].audits).into());
+        }
 
         // The same report reading every record (summaries ignored).
-        store.gets.store(0, Ordering::Relaxed);
+        counts.gets.store(0, Ordering::Relaxed);
         let timer = Instant::now();
         let mut audits = 0;
         for t in &targets {
             let keys = store
-                .list(&format!("{t}/"))
+                .list(&format!("{t}/records/"))
                 .await
                 .map_err(|e| format!("list {t}: {e}"))?;
             let mut obs = Vec::with_capacity(keys.len());
@@ -200,8 +241,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             audits += report::target_report(t, &obs, start, end, Duration::hours(1)).audits;
         }
         let without = timer.elapsed();
-        let gets_without = store.gets.load(Ordering::Relaxed);
-        assert_eq!(audits, per_target * targets.len());
+        let gets_without = counts.gets.load(Ordering::Relaxed);
+        if audits != per_target * targets.len() {
+            return Err(format!("{audits} audits read of {}", per_target * targets.len()).into());
+        }
         println!(
             "report, day summaries: {:.2} s, {gets_with} objects read",
             with_summaries.as_secs_f64()
@@ -211,6 +254,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             without.as_secs_f64()
         );
         println!("incidents per target:  {}", r.targets[0].incidents.len());
+        println!("peak RSS so far:       {:.1} MiB", peak_rss_mib());
+
+        counts.gets.store(0, Ordering::Relaxed);
+        counts.lists.store(0, Ordering::Relaxed);
+        let timer = Instant::now();
+        let options = verify::Options {
+            trusted: plumb::history::signing::load_existing(&config.state_dir)
+                .map_err(|e| format!("key: {e}"))?
+                .map(|k| k.all_public())
+                .unwrap_or_default(),
+            trust: "the bench's key".into(),
+            keep: None,
+            hints: None,
+            now: Utc::now(),
+        };
+        let verdict = verify::verify(store, &targets, &options)
+            .await
+            .map_err(|e| format!("verify: {e}"))?;
+        if !verdict.intact {
+            return Err(format!("verify found problems:\n{}", verify::text(&verdict)).into());
+        }
+        println!(
+            "verify:                {:.2} s, {} records + {} digests read ({} GETs, {} LISTs)",
+            timer.elapsed().as_secs_f64(),
+            verdict.records_read,
+            verdict.digests_read,
+            counts.gets.load(Ordering::Relaxed),
+            counts.lists.load(Ordering::Relaxed)
+        );
         println!("peak RSS:              {:.1} MiB", peak_rss_mib());
         Ok::<(), Box<dyn std::error::Error>>(())
     })

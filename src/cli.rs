@@ -44,8 +44,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write the live state of a target as desired-state files.
     Import(ImportArgs),
-    /// Compliance report from the audit history.
+    /// Compliance report from the audit history, or (--verify) a check of its integrity.
     Report(ReportArgs),
+    /// The history's signing key: print its public half, or rotate it.
+    History(HistoryArgs),
     /// Run against the built-in simulators, seeded with drift.
     Demo(DemoArgs),
 }
@@ -144,9 +146,33 @@ pub struct ReportArgs {
     /// Only these targets (repeatable); default: every target with records.
     #[arg(long = "target")]
     pub targets: Vec<String>,
-    /// Check every target's hash chain and name the first broken link.
+    /// Check every record and signed digest of every target and name each
+    /// problem (altered, removed, inserted, out of order, unsigned, unknown
+    /// key, chain forked). Exit 0 only when all is intact. `--format json`
+    /// for machines; other formats print text.
     #[arg(long)]
     pub verify: bool,
+    /// With --verify: trust only the keys in this file (as `plumb history
+    /// public-key` prints them), kept where whoever can write the store
+    /// cannot; default: history.public_key, else this installation's key.
+    #[arg(long, requires = "verify")]
+    pub public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub action: HistoryAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Print the installation's public keys (current last), one per line,
+    /// for `report --verify --public-key FILE`. Creates the key on first use.
+    PublicKey(ConfigArg),
+    /// Make a new signing key: every target's digest chain announces it
+    /// under the old key's signature, then the new key signs.
+    RotateKey(ConfigArg),
 }
 
 #[derive(Debug, Args)]

@@ -58,46 +58,35 @@ fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// Stores `plan` in the history, with each target's policy digest,
-/// suspension and what apply did. A failure is logged and said on stderr;
-/// the plan already printed stands.
+/// suspension and what apply did, then a signed digest for each target
+/// recorded, so the run ends with every record vouched for. A failure is
+/// logged and said on stderr; the plan already printed stands.
 pub async fn record_history(
     config: &Config,
     plan: &Plan,
     runs: &[TargetRun],
     reconciled: &BTreeMap<String, Vec<plumb_model::ChangeResult>>,
 ) -> bool {
-    let store = match history::open(config).await {
-        Ok(s) => s,
+    let history = match history::History::open(config).await {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("warning: plan not recorded: {e}");
             return false;
         }
     };
-    let extras: BTreeMap<String, history::record::Extras> = runs
-        .iter()
-        .map(|run| {
-            let extra = history::record::Extras {
-                policy_digest: run.policy.digest.clone(),
-                suspended: run.policy.suspended(Utc::now(), run.timezone).cloned(),
-                reconciled: reconciled.get(&run.spec.name).cloned().unwrap_or_default(),
-            };
-            (run.spec.name.clone(), extra)
-        })
-        .collect();
-    let outcome = history::Recorder::new(store.as_ref(), config)
-        .record(plan, &extras)
-        .await;
+    let outcome = history::record_runs(&history, plan, runs, reconciled).await;
     for (target, error) in &outcome.failed {
         eprintln!("warning: history record of {target} not written: {error}");
     }
-    if let Some(keep) = config.history.keep {
-        if let Some(dir) = &config.history.dir {
-            if let Err(e) = history::prune_local(dir, keep) {
-                tracing::warn!(error = %e, "history retention failed");
-            }
-        }
+    let recorded: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
+    let digests_failed = history
+        .write_digests(&recorded, history::digest::DigestReason::Run)
+        .await;
+    for (target, error) in &digests_failed {
+        eprintln!("warning: history digest of {target} not written: {error}");
     }
-    outcome.failed.is_empty()
+    history::apply_retention(config);
+    outcome.failed.is_empty() && digests_failed.is_empty()
 }
 
 /// `plumb report`.
@@ -110,29 +99,14 @@ pub async fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         args.targets.clone()
     };
     if args.verify {
-        let mut anchors = BTreeMap::new();
-        if let Some(dir) = &config.history.dir {
-            for t in &targets {
-                if let Some(hash) = history::local::checkpoint_hash(dir, t) {
-                    anchors.insert(t.clone(), hash);
-                }
-            }
-        }
-        let (checked, broken) = history::verify(store.as_ref(), &targets, &anchors).await?;
-        for link in &broken {
-            println!("BROKEN {}: {}: {}", link.target, link.key, link.message);
-        }
-        println!(
-            "verified {checked} record(s) of {} target(s) in {}: {}",
-            targets.len(),
-            store.describe(),
-            if broken.is_empty() {
-                "every chain is intact".to_string()
-            } else {
-                format!("{} chain(s) broken", broken.len())
-            }
-        );
-        return Ok(if broken.is_empty() { 0 } else { 1 });
+        let options = verify_options(&config, args.public_key.as_deref(), store.as_ref())?;
+        let verdict = history::verify::verify(store.as_ref(), &targets, &options).await?;
+        let text = match args.format {
+            ReportFormat::Json => history::verify::json(&verdict),
+            _ => history::verify::text(&verdict),
+        };
+        emit(&text, args.out.as_deref())?;
+        return Ok(if verdict.intact { 0 } else { 1 });
     }
     let window = crate::config::parse_duration(&args.since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let until = Utc::now();
@@ -151,6 +125,67 @@ pub async fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         ReportFormat::Json => history::report::json(&report),
     };
     emit(&text, args.out.as_deref())?;
+    Ok(0)
+}
+
+/// Which keys `--verify` trusts: `--public-key`, else `history.public_key`,
+/// else this installation's own keys; and this installation's head hints
+/// when its `state_dir` is here.
+fn verify_options(
+    config: &Config,
+    public_key: Option<&Path>,
+    store: &dyn history::Store,
+) -> anyhow::Result<history::verify::Options> {
+    let file = public_key
+        .map(Path::to_path_buf)
+        .or_else(|| config.history.public_key.clone());
+    let (trusted, trust) = match &file {
+        Some(path) => (
+            history::signing::read_public_keys(path)?,
+            format!("the public keys in {}", path.display()),
+        ),
+        None => match history::signing::load_existing(&config.state_dir)? {
+            Some(keyring) => (
+                keyring.all_public(),
+                format!("this installation's keys ({})", config.state_dir.display()),
+            ),
+            None => (Vec::new(), "the keys the digests carry".to_string()),
+        },
+    };
+    let hints = history::chain::hints_dir(&config.state_dir, store);
+    Ok(history::verify::Options {
+        trusted,
+        trust,
+        keep: config.history.keep,
+        hints: hints.is_dir().then_some(hints),
+        now: Utc::now(),
+    })
+}
+
+/// `plumb history public-key` and `plumb history rotate-key`.
+pub async fn history(args: &crate::cli::HistoryArgs) -> anyhow::Result<i32> {
+    match &args.action {
+        crate::cli::HistoryAction::PublicKey(config) => {
+            let config = load_config(&config.config)?;
+            let keyring = history::signing::load_or_create(&config.state_dir)?;
+            let mut text = String::new();
+            for key in keyring.all_public() {
+                text.push_str(&key.to_line());
+                text.push('\n');
+            }
+            emit(&text, None)?;
+        }
+        crate::cli::HistoryAction::RotateKey(config) => {
+            let config = load_config(&config.config)?;
+            let history = history::History::open(&config).await?;
+            let key = history.rotate_key().await?;
+            println!("{}", key.to_line());
+            eprintln!(
+                "rotated: every target's digest chain announces {} under the old key; give auditors the new `plumb history public-key` output",
+                key.id()
+            );
+        }
+    }
     Ok(0)
 }
 

@@ -112,6 +112,14 @@ pub struct HistorySpec {
     /// within this is unknown in reports (default 1h).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub unknown_after: Option<Duration>,
+    /// How often each target gets a signed digest at the least while plumb
+    /// runs (default 1h, at least 1s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub digest_every: Option<Duration>,
+    /// A public-key file (as `plumb history public-key` prints) that
+    /// `report --verify` trusts instead of this installation's own key.
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +132,26 @@ pub struct S3Spec {
     pub region: Option<String>,
     #[serde(default)]
     pub endpoint: Option<String>,
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockSpec>,
+}
+
+/// S3 Object Lock retention for every record and digest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLockSpec {
+    pub mode: ObjectLockMode,
+    #[serde(deserialize_with = "de_duration")]
+    pub retain: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectLockMode {
+    /// Users with `s3:BypassGovernanceRetention` may still delete.
+    Governance,
+    /// Nobody, not even the account root, may delete before the date.
+    Compliance,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -320,6 +348,15 @@ impl Config {
         if history.s3.is_none() {
             history.dir = Some(resolve(history.dir.as_deref().unwrap_or(Path::new("plumb-history"))));
         }
+        if history.digest_every.is_some_and(|every| every < Duration::from_secs(1)) {
+            return Err(error(
+                line_of(text, "digest_every:", 0),
+                "history.digest_every: at least 1s".into(),
+            ));
+        }
+        if let Some(key) = &history.public_key {
+            history.public_key = Some(resolve(key));
+        }
         Ok(Config {
             file: file.to_path_buf(),
             text: text.to_string(),
@@ -457,6 +494,11 @@ fn line_of_target(text: &str, name: &str, from: usize) -> Option<usize> {
 /// Parses `30s`, `1m`, `90d` (humantime syntax).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

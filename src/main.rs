@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => plumb::commands::validate(args, &registry).await,
             Command::Import(args) => plumb::commands::import(args, &registry).await,
             Command::Report(args) => plumb::commands::report(args).await,
+            Command::History(args) => plumb::commands::history(args).await,
             Command::Demo(args) => plumb::demo::run(args, &registry).await,
         }
     });

@@ -1687,33 +1687,53 @@ fn recorded_plans_make_a_report_and_a_verifiable_chain() {
     let verify = fx.run(&["report", "--verify"]);
     assert_code(&verify, 0);
     assert!(
-        stdout(&verify).contains("verified 4 record(s) of 1 target(s)"),
+        stdout(&verify).contains("verified 4 record(s) and 4 digest(s) of 1 target(s)"),
+        "{}",
+        stdout(&verify)
+    );
+    assert!(
+        stdout(&verify).contains("app: records 1–4, 4 digest(s); vouched for through record 4"),
         "{}",
         stdout(&verify)
     );
 
-    // Remove the second record: the third names a hash nothing has.
-    let mut files: Vec<PathBuf> = walk(&fx.path("plumb-history/app"));
-    files.sort();
-    std::fs::remove_file(&files[1]).unwrap();
+    // The installation's public key, kept by an auditor, verifies; the key
+    // of another installation does not, and is named.
+    let own = fx.run(&["history", "public-key"]);
+    assert_code(&own, 0);
+    std::fs::write(fx.path("auditor.pub"), &own.stdout).unwrap();
+    let with_key = fx.run(&["report", "--verify", "--public-key", "auditor.pub"]);
+    assert_code(&with_key, 0);
+    let elsewhere = Fixture::new();
+    elsewhere.config(&[drifting_app(&elsewhere, RECONCILE)]);
+    let foreign = elsewhere.run(&["history", "public-key"]);
+    assert_code(&foreign, 0);
+    assert_ne!(foreign.stdout, own.stdout);
+    std::fs::write(fx.path("foreign.pub"), &foreign.stdout).unwrap();
+    let refused = fx.run(&["report", "--verify", "--public-key", "foreign.pub", "--format", "json"]);
+    assert_code(&refused, 1);
+    let verdict: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(verdict["intact"], false);
+    let own_id = String::from_utf8_lossy(&own.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let problem = &verdict["targets"][0]["problems"][0];
+    assert_eq!(problem["kind"], "unknown_key");
+    assert!(problem["message"].as_str().unwrap().contains(&own_id), "{problem}");
+
+    // Remove the second record: named with its key, and verification goes
+    // on to the end.
+    std::fs::remove_file(fx.path("plumb-history/app/records/000000000002.json")).unwrap();
     let verify = fx.run(&["report", "--verify"]);
     assert_code(&verify, 1);
     let text = stdout(&verify);
-    let third = files[2].file_name().unwrap().to_string_lossy().to_string();
-    assert!(text.contains("BROKEN app") && text.contains(&third), "{text}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+    assert!(
+        text.contains("PROBLEM app app/records/000000000002.json: removed: record 2 is gone"),
+        "{text}"
+    );
+    assert!(text.contains("verified 3 record(s) and 4 digest(s)"), "{text}");
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! The S3 history store against a real S3-compatible server started here on
 //! loopback (moto's server, `pip install 'moto[server]'`; scripts/test.sh
 //! installs it): writes, listing past 1,000 keys, reading back, a missing
-//! bucket, a chain verified through S3, and a server that is gone.
+//! bucket, a chain verified through S3, every tampering named as on a local
+//! directory, Object Lock on every object, and a server that is gone.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -61,10 +64,11 @@ fn spec(endpoint: &str, bucket: &str) -> S3Spec {
         prefix: Some("plumb".into()),
         region: Some("eu-west-1".into()),
         endpoint: Some(endpoint.into()),
+        object_lock: None,
     }
 }
 
-async fn create_bucket(endpoint: &str, bucket: &str) {
+fn client(endpoint: &str) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("eu-west-1"))
@@ -86,8 +90,17 @@ async fn create_bucket(endpoint: &str, bucket: &str) {
         ))
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn create_bucket(endpoint: &str, bucket: &str) {
+    create_bucket_with(endpoint, bucket, false).await
+}
+
+async fn create_bucket_with(endpoint: &str, bucket: &str, object_lock: bool) {
+    client(endpoint)
         .create_bucket()
         .bucket(bucket)
+        .object_lock_enabled_for_bucket(object_lock)
         .create_bucket_configuration(
             aws_sdk_s3::types::CreateBucketConfiguration::builder()
                 .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
@@ -161,8 +174,8 @@ async fn records_chain_and_report_through_s3() {
     );
     std::fs::write(dir.path().join("plumb.yaml"), text).unwrap();
     let config = plumb::config::Config::load(&dir.path().join("plumb.yaml")).unwrap();
-    let store = plumb::history::open(&config).await.unwrap();
-    let recorder = plumb::history::Recorder::new(store.as_ref(), &config);
+    let recorder = plumb::history::History::open(&config).await.unwrap();
+    let store = recorder.store();
     for (i, code) in [0, 2, 2, 0].iter().enumerate() {
         let mut target = plumb::plan::TargetPlan::failed("app", "exec", String::new());
         target.error = None;
@@ -180,13 +193,18 @@ async fn records_chain_and_report_through_s3() {
         let outcome = recorder.record(&plan, &BTreeMap::new()).await;
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
     }
-    let (checked, broken) = plumb::history::verify(store.as_ref(), &["app".into()], &BTreeMap::new())
+    recorder
+        .write_digests(&["app".into()], plumb::history::digest::DigestReason::Run)
+        .await;
+    let options = common::options(&config, store);
+    let verdict = plumb::history::verify::verify(store, &["app".into()], &options)
         .await
         .unwrap();
-    assert_eq!((checked, broken.len()), (4, 0));
+    assert!(verdict.intact, "{}", plumb::history::verify::text(&verdict));
+    assert_eq!((verdict.records_read, verdict.digests_read), (4, 1));
     let now = chrono::Utc::now();
     let report = plumb::history::report::build(
-        store.as_ref(),
+        store,
         &["app".into()],
         now - chrono::Duration::hours(1),
         now,
@@ -305,4 +323,144 @@ async fn serve_keeps_auditing_when_the_store_dies_and_counts_the_failures() {
     let _ = serve.kill();
     let _ = serve.wait();
     assert!(before.len() >= 2);
+}
+
+/// What someone with write access to the bucket can do.
+struct S3Tamper {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+#[async_trait::async_trait]
+impl common::Tamper for S3Tamper {
+    async fn read(&self, key: &str) -> Vec<u8> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{key}", self.prefix))
+            .send()
+            .await
+            .unwrap();
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+    async fn write(&self, key: &str, bytes: &[u8]) {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{key}", self.prefix))
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    async fn delete(&self, key: &str) {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{key}", self.prefix))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The same tamperings as on a local directory, each on its own copy of a
+/// history in S3, each named with its key and kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_every_tampering_of_an_s3_history() {
+    plumb::install_crypto_provider();
+    credentials();
+    let moto = start_moto();
+    create_bucket(&moto.endpoint, "tamper").await;
+    for (n, scenario) in common::SCENARIOS.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = common::config_with_history(
+            dir.path(),
+            &format!(
+                "{{ s3: {{ bucket: tamper, prefix: copy{n}/, region: eu-west-1, endpoint: \"{}\" }} }}",
+                moto.endpoint
+            ),
+        );
+        let history = plumb::history::History::open(&config).await.unwrap();
+        common::six_runs(&history).await;
+        let store = history.store();
+        let targets = ["app".to_string(), "other".to_string()];
+        let verdict = plumb::history::verify::verify(store, &targets, &common::options(&config, store))
+            .await
+            .unwrap();
+        assert!(verdict.intact, "{scenario}: {}", plumb::history::verify::text(&verdict));
+        let tamper = S3Tamper {
+            client: client(&moto.endpoint),
+            bucket: "tamper".into(),
+            prefix: format!("copy{n}/"),
+        };
+        let (key, kind) = common::tamper(scenario, &tamper).await;
+        let verdict = plumb::history::verify::verify(store, &targets, &common::options(&config, store))
+            .await
+            .unwrap();
+        common::assert_named(scenario, &verdict, &key, kind);
+    }
+}
+
+/// `history.s3.object_lock` puts every record and digest under retention:
+/// the server reports the mode and date, and refuses to delete the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_lock_retains_every_record_and_digest() {
+    plumb::install_crypto_provider();
+    credentials();
+    let moto = start_moto();
+    create_bucket_with(&moto.endpoint, "locked", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config_with_history(
+        dir.path(),
+        &format!(
+            "{{ s3: {{ bucket: locked, prefix: plumb/, region: eu-west-1, endpoint: \"{}\", object_lock: {{ mode: governance, retain: 400d }} }} }}",
+            moto.endpoint
+        ),
+    );
+    let history = plumb::history::History::open(&config).await.unwrap();
+    common::six_runs(&history).await;
+    let s3 = client(&moto.endpoint);
+    let now = std::time::SystemTime::now();
+    for key in [common::record_key("app", 1), common::digest_key("app", 6)] {
+        let full = format!("plumb/{key}");
+        // The object's lock, as HEAD reports it (x-amz-object-lock-*).
+        let head = s3.head_object().bucket("locked").key(&full).send().await.unwrap();
+        assert_eq!(
+            head.object_lock_mode,
+            Some(aws_sdk_s3::types::ObjectLockMode::Governance)
+        );
+        let until = std::time::SystemTime::try_from(head.object_lock_retain_until_date.unwrap()).unwrap();
+        let days = until.duration_since(now).unwrap().as_secs() / 86_400;
+        assert!((399..=400).contains(&days), "{key}: retained {days} days");
+        let deleted = s3
+            .delete_object()
+            .bucket("locked")
+            .key(&full)
+            .version_id(head.version_id.unwrap())
+            .send()
+            .await;
+        assert!(deleted.is_err(), "{key}: a locked version was deleted");
+    }
+    // A bucket without Object Lock refuses the headers with a clear error.
+    create_bucket(&moto.endpoint, "unlocked").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config_with_history(
+        dir.path(),
+        &format!(
+            "{{ s3: {{ bucket: unlocked, region: eu-west-1, endpoint: \"{}\", object_lock: {{ mode: compliance, retain: 1d }} }} }}",
+            moto.endpoint
+        ),
+    );
+    let history = plumb::history::History::open(&config).await.unwrap();
+    let outcome = history
+        .record(
+            &common::plan(&chrono::Utc::now().to_rfc3339(), 0, &[], "c"),
+            &BTreeMap::new(),
+        )
+        .await;
+    assert_eq!(outcome.failed.len(), 1, "{:?}", outcome.written);
+    assert!(outcome.failed[0].1.contains("Object Lock"), "{}", outcome.failed[0].1);
 }

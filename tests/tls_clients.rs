@@ -35,6 +35,7 @@ async fn every_tls_client_builds_in_one_process() {
         prefix: None,
         region: Some("eu-west-1".into()),
         endpoint: Some("https://127.0.0.1:9".into()),
+        object_lock: None,
     };
     plumb::history::s3::S3Store::connect(&spec).await.expect("s3 client");
 

@@ -1,6 +1,9 @@
-//! The local directory store: one file per record below `history.dir`,
-//! written through a temporary file and a hard link, so a record appears
-//! whole or not at all and is never overwritten.
+//! The local directory store: one file per object below `history.dir`,
+//! written through a temporary file (named with a leading dot, which
+//! listings skip, so litter from a crash is never read as a record) and a
+//! hard link, so an object appears whole or not at all and is never
+//! overwritten: two writers of one key cannot both succeed. Also local
+//! retention.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,10 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{HistoryError, Store};
-
-/// Written by retention: the hash of the last record it removed, so the
-/// chain can still be verified from the first record that is left.
-pub const CHECKPOINT: &str = "checkpoint.json";
 
 pub struct LocalStore {
     dir: PathBuf,
@@ -23,16 +22,16 @@ impl LocalStore {
         LocalStore { dir: dir.to_path_buf() }
     }
 
-    fn error(&self, message: String) -> HistoryError {
-        HistoryError::Store {
-            store: self.describe(),
-            message,
-        }
+    fn error(&self, message: String, source: std::io::Error) -> HistoryError {
+        HistoryError::store(self.describe(), message, source)
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, HistoryError> {
         if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-            return Err(self.error(format!("invalid key {key:?}")));
+            return Err(HistoryError::store_message(
+                self.describe(),
+                format!("invalid key {key:?}"),
+            ));
         }
         Ok(self.dir.join(key))
     }
@@ -54,18 +53,12 @@ impl Store for LocalStore {
             tmp.persist_noclobber(&path).map(|_| ()).map_err(|e| e.error)
         })
         .await
-        .map_err(|e| HistoryError::Store {
-            store: store.clone(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| HistoryError::store(store.clone(), format!("writing {key}"), e))?
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                HistoryError::Exists { key }
+                HistoryError::Exists { key: key.clone() }
             } else {
-                HistoryError::Store {
-                    store,
-                    message: e.to_string(),
-                }
+                HistoryError::store(store, format!("writing {key}: {e}"), e)
             }
         })
     }
@@ -74,7 +67,16 @@ impl Store for LocalStore {
         let path = self.path_of(key)?;
         tokio::fs::read(&path)
             .await
-            .map_err(|e| self.error(format!("reading {}: {e}", path.display())))
+            .map_err(|e| self.error(format!("reading {}: {e}", path.display()), e))
+    }
+
+    async fn get_opt(&self, key: &str) -> Result<Option<Vec<u8>>, HistoryError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(format!("reading {}: {e}", path.display()), e)),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, HistoryError> {
@@ -103,7 +105,7 @@ impl Store for LocalStore {
                     }
                     if entry.file_type()?.is_dir() {
                         pending.push(path);
-                    } else if name.ends_with(".json") && name != CHECKPOINT {
+                    } else if name.ends_with(".json") {
                         if let Ok(rel) = path.strip_prefix(&root) {
                             keys.push(rel.to_string_lossy().replace('\\', "/"));
                         }
@@ -114,14 +116,8 @@ impl Store for LocalStore {
             Ok(keys)
         })
         .await
-        .map_err(|e| HistoryError::Store {
-            store: store.clone(),
-            message: e.to_string(),
-        })?
-        .map_err(|e| HistoryError::Store {
-            store,
-            message: e.to_string(),
-        })
+        .map_err(|e| HistoryError::store(store.clone(), "listing", e))?
+        .map_err(|e| HistoryError::store(store, format!("listing: {e}"), e))
     }
 
     fn describe(&self) -> String {
@@ -129,11 +125,15 @@ impl Store for LocalStore {
     }
 }
 
-/// Removes the records of every target older than `keep`, day by day, and
-/// leaves a checkpoint naming the hash of the last record removed.
+/// Retention for a local store: per target, removes each digest written
+/// before `now - keep` (never the newest) together with the records it
+/// lists, oldest first, and the day summaries of days before the cutoff.
+/// What is left starts at a digest whose `previous_written_at` is before
+/// the cutoff, which is how `report --verify` tells retention from
+/// deletion. Records no digest vouches for yet are never removed.
 pub fn prune(dir: &Path, keep: Duration) -> std::io::Result<usize> {
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
-    let cutoff_day = cutoff.format("%Y/%m/%d").to_string();
+    let cutoff_day = super::record::day_of(cutoff);
     let mut removed = 0;
     let targets = match std::fs::read_dir(dir) {
         Ok(t) => t,
@@ -142,11 +142,11 @@ pub fn prune(dir: &Path, keep: Duration) -> std::io::Result<usize> {
     };
     for target in targets {
         let target = target?;
-        if !target.file_type()?.is_dir() || target.file_name().to_string_lossy().starts_with('_') {
+        let name = target.file_name().to_string_lossy().into_owned();
+        if !target.file_type()?.is_dir() || name.starts_with('_') || name.starts_with('.') {
             continue;
         }
-        // The target's day summaries go with its days.
-        let summaries = dir.join("_summaries").join(target.file_name());
+        let summaries = dir.join("_summaries").join(&name);
         if summaries.is_dir() {
             for year in read_dirs(&summaries)? {
                 for month in read_dirs(&year)? {
@@ -163,38 +163,35 @@ pub fn prune(dir: &Path, keep: Duration) -> std::io::Result<usize> {
                 }
             }
         }
-        let root = target.path();
-        let mut days = Vec::new();
-        for year in read_dirs(&root)? {
-            for month in read_dirs(&year)? {
-                for day in read_dirs(&month)? {
-                    let rel = day
-                        .strip_prefix(&root)
-                        .map(|p| p.to_string_lossy().replace('\\', "/"))
-                        .unwrap_or_default();
-                    if rel < cutoff_day {
-                        days.push(day);
-                    }
+        let digests_dir = target.path().join("digests");
+        let mut digests: Vec<(u64, PathBuf)> = match std::fs::read_dir(&digests_dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    super::record::seq_of_key(&name).map(|seq| (seq, e.path()))
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        digests.sort();
+        digests.pop(); // the newest digest always stays
+        for (_, path) in digests {
+            let Ok(opened) = super::digest::Opened::parse(&std::fs::read(&path)?) else {
+                break; // a damaged digest stops retention; verify names it
+            };
+            if opened.digest.written_at >= cutoff {
+                break;
+            }
+            for entry in &opened.digest.records {
+                match std::fs::remove_file(dir.join(&entry.key)) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
                 }
             }
-        }
-        days.sort();
-        let Some(last_day) = days.last() else { continue };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(last_day)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        files.sort();
-        if let Some(last) = files.last() {
-            let bytes = std::fs::read(last)?;
-            let checkpoint = serde_json::json!({
-                "last_removed": last.strip_prefix(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
-                "hash": crate::mask::sha256_hex(&bytes),
-            });
-            crate::metrics::write_atomically(&root.join(CHECKPOINT), &checkpoint.to_string())?;
-        }
-        for day in days {
-            removed += std::fs::read_dir(&day)?.count();
-            std::fs::remove_dir_all(&day)?;
+            std::fs::remove_file(&path)?;
         }
     }
     Ok(removed)
@@ -209,11 +206,4 @@ fn read_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-/// The hash of the last record retention removed for `target`, if any.
-pub fn checkpoint_hash(dir: &Path, target: &str) -> Option<String> {
-    let bytes = std::fs::read(dir.join(target).join(CHECKPOINT)).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("hash")?.as_str().map(str::to_string)
 }

@@ -1,6 +1,7 @@
 //! One history record: what was audited, what was found, and what makes it
-//! evidence (SPEC §6). Full records on every change of outcome, heartbeats
-//! otherwise.
+//! evidence: its position in the target's chain (`seq`) and the hash of the
+//! record before it. Full records on every change of outcome, heartbeats
+//! otherwise. Also the keys records, digests and day summaries live at.
 
 use chrono::{DateTime, Utc};
 use plumb_model::ChangeResult;
@@ -10,7 +11,29 @@ use crate::plan::{Acknowledged, Plan, Summary, TargetPlan};
 use crate::policy::Suspension;
 use crate::source::SourceInfo;
 
-pub const RECORD_FORMAT: u32 = 1;
+/// Format 2 added `seq` and moved records to `<target>/records/<seq>.json`.
+pub const RECORD_FORMAT: u32 = 2;
+
+/// Where record `seq` of `target` lives: the key is a function of the
+/// position alone, so two writers that both try to extend the same head
+/// collide on one key and the store's write-once rule lets only one win.
+pub fn record_key(target: &str, seq: u64) -> String {
+    format!("{target}/records/{seq:012}.json")
+}
+
+/// Where digest `seq` of `target`'s digest chain lives (same rule).
+pub fn digest_key(target: &str, seq: u64) -> String {
+    format!("{target}/digests/{seq:012}.json")
+}
+
+/// The position a record or digest key names, if it is one of ours.
+pub fn seq_of_key(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?.strip_suffix(".json")?;
+    if name.len() != 12 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +58,8 @@ pub struct Record {
     pub format_version: u32,
     pub kind: RecordKind,
     pub target: String,
+    /// Position in the target's chain, from 1, without gaps.
+    pub seq: u64,
     pub provider: String,
     pub recorded_at: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
@@ -85,13 +110,14 @@ pub fn state_digest(target: &TargetPlan) -> String {
 }
 
 impl Record {
-    /// The record of `target` in `plan`; `previous` is the hash and state
-    /// digest of the chain's last record.
+    /// The record of `target` in `plan` at position `seq`; `previous` is
+    /// the hash and state digest of the chain's last record.
     pub fn build(
         plan: &Plan,
         target: &TargetPlan,
         extras: &Extras,
         config_digest: &str,
+        seq: u64,
         previous: Option<(&str, &str)>,
     ) -> Record {
         let digest = state_digest(target);
@@ -106,6 +132,7 @@ impl Record {
             format_version: RECORD_FORMAT,
             kind,
             target: target.name.clone(),
+            seq,
             provider: target.provider.clone(),
             recorded_at: plan.finished_at,
             started_at: plan.started_at,
@@ -125,21 +152,8 @@ impl Record {
         }
     }
 
-    /// `<target>/<yyyy>/<mm>/<dd>/<timestamp>-<commit>.json`: sorted keys
-    /// are time order, and a day's records share a prefix.
     pub fn key(&self) -> String {
-        let commit = self
-            .source
-            .commit
-            .as_deref()
-            .map(|c| &c[..c.len().min(12)])
-            .unwrap_or("nocommit");
-        format!(
-            "{}/{}/{}",
-            self.target,
-            self.recorded_at.format("%Y/%m/%d"),
-            format_args!("{}-{commit}.json", self.recorded_at.format("%Y%m%dT%H%M%S%.6fZ"))
-        )
+        record_key(&self.target, self.seq)
     }
 }
 
@@ -211,8 +225,7 @@ pub fn summary_key(target: &str, day: &str) -> String {
     format!("_summaries/{target}/{day}.json")
 }
 
-/// The `yyyy/mm/dd` of a record key.
-pub fn day_of_key(key: &str) -> Option<String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    (parts.len() >= 5).then(|| format!("{}/{}/{}", parts[1], parts[2], parts[3]))
+/// The `yyyy/mm/dd` (UTC) a record was made on, as day summaries name it.
+pub fn day_of(time: DateTime<Utc>) -> String {
+    time.format("%Y/%m/%d").to_string()
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::record::{day_of_key, DaySummary, Observation};
+use super::record::{seq_of_key, DaySummary, Observation};
 use super::{HistoryError, Record, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,6 +63,9 @@ pub struct TargetReport {
     pub incidents: Vec<Incident>,
     pub open_drift: Option<Incident>,
     pub timeline: Vec<Segment>,
+    /// When the target's newest signed digest was written: records after
+    /// it are not vouched for by a signature yet.
+    pub vouched_through: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +89,9 @@ pub async fn build(
     let mut reports = Vec::new();
     for target in targets {
         let observations = observations(store, target, since - unknown_after, until).await?;
-        reports.push(target_report(target, &observations, since, until, unknown_after));
+        let mut report = target_report(target, &observations, since, until, unknown_after);
+        report.vouched_through = newest_digest(store, target).await?;
+        reports.push(report);
     }
     Ok(Report {
         generated_at: Utc::now(),
@@ -99,7 +104,8 @@ pub async fn build(
 
 /// A target's observations from `from` to `until`: whole days from their
 /// summary objects, the rest (today, days not yet summarised) from the
-/// records themselves.
+/// records themselves. Records are in time order by key, so the first one
+/// of the window is found by bisection instead of reading every older one.
 pub async fn observations(
     store: &dyn Store,
     target: &str,
@@ -108,12 +114,13 @@ pub async fn observations(
 ) -> Result<Vec<Observation>, HistoryError> {
     let mut out = Vec::new();
     let mut summarised = std::collections::HashSet::new();
-    for key in store.list(&format!("_summaries/{target}/")).await? {
+    let summary_prefix = format!("_summaries/{target}/");
+    for key in store.list(&summary_prefix).await? {
         let day = key
-            .trim_start_matches(&format!("_summaries/{target}/"))
+            .trim_start_matches(&summary_prefix)
             .trim_end_matches(".json")
             .to_string();
-        if !key_may_matter(&format!("{target}/{day}/x"), from, until) {
+        if !day_may_matter(&day, from, until) {
             continue;
         }
         let bytes = store.get(&key).await?;
@@ -121,34 +128,68 @@ pub async fn observations(
             key: key.clone(),
             message: e.to_string(),
         })?;
-        out.extend(summary.observations);
-        summarised.insert(day);
+        out.extend(summary.observations.into_iter().filter(|o| o.recorded_at < until));
+        summarised.extend(summary.keys);
     }
-    for key in store.list(&format!("{target}/")).await? {
-        if !key_may_matter(&key, from, until) || day_of_key(&key).is_some_and(|d| summarised.contains(&d)) {
-            continue;
-        }
+    let candidates: Vec<String> = store
+        .list(&format!("{target}/records/"))
+        .await?
+        .into_iter()
+        .filter(|k| seq_of_key(k).is_some() && !summarised.contains(k))
+        .collect();
+    let read = |key: String| async move {
         let bytes = store.get(&key).await?;
-        let record: Record = serde_json::from_slice(&bytes).map_err(|e| HistoryError::Record {
-            key: key.clone(),
+        serde_json::from_slice::<Record>(&bytes).map_err(|e| HistoryError::Record {
+            key,
             message: e.to_string(),
-        })?;
+        })
+    };
+    // The first candidate recorded at or after `from`.
+    let (mut low, mut high) = (0, candidates.len());
+    let mut known: std::collections::HashMap<usize, Record> = std::collections::HashMap::new();
+    while low < high {
+        let middle = (low + high) / 2;
+        let record = read(candidates[middle].clone()).await?;
+        let before = record.recorded_at < from;
+        known.insert(middle, record);
+        if before {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    for (i, key) in candidates.iter().enumerate().skip(low) {
+        let record = match known.remove(&i) {
+            Some(r) => r,
+            None => read(key.clone()).await?,
+        };
+        if record.recorded_at >= until {
+            break;
+        }
         out.push(Observation::from(&record));
     }
     out.sort_by_key(|o| o.recorded_at);
     Ok(out)
 }
 
-/// Whether a key's day can hold records of the window (keys carry the day,
-/// so whole days outside it are skipped without a read).
-fn key_may_matter(key: &str, from: DateTime<Utc>, until: DateTime<Utc>) -> bool {
-    let Some(day) = day_of_key(key) else {
-        return true;
-    };
-    match chrono::NaiveDate::parse_from_str(&day, "%Y/%m/%d") {
+/// Whether a summarised day (`yyyy/mm/dd`) can hold records of the window.
+fn day_may_matter(day: &str, from: DateTime<Utc>, until: DateTime<Utc>) -> bool {
+    match chrono::NaiveDate::parse_from_str(day, "%Y/%m/%d") {
         Ok(d) => d >= from.date_naive() && d <= until.date_naive(),
         Err(_) => true,
     }
+}
+
+/// When the newest digest of `target` was written, if it has one: reports
+/// say how far a signature vouches for the history they summarise
+/// (`report --verify` checks the signatures).
+pub async fn newest_digest(store: &dyn Store, target: &str) -> Result<Option<DateTime<Utc>>, HistoryError> {
+    let keys = store.list(&format!("{target}/digests/")).await?;
+    let Some(key) = keys.iter().filter(|k| seq_of_key(k).is_some()).max() else {
+        return Ok(None);
+    };
+    let bytes = store.get(key).await?;
+    Ok(super::digest::Opened::parse(&bytes).ok().map(|o| o.digest.written_at))
 }
 
 fn state_of(exit_code: i32) -> State {
@@ -277,6 +318,19 @@ pub fn target_report(
         incidents,
         open_drift,
         timeline,
+        vouched_through: None,
+    }
+}
+
+/// What a report says of its signatures: how far the newest digest
+/// reaches, or that none does.
+fn vouched_text(vouched_through: Option<DateTime<Utc>>) -> String {
+    match vouched_through {
+        Some(at) => format!(
+            "History vouched for by a signed digest through {} UTC; later records are not vouched for yet (`plumb report --verify` checks the signatures).",
+            at.format("%Y-%m-%d %H:%M")
+        ),
+        None => "History not vouched for: no signed digest has been written for this target.".to_string(),
     }
 }
 
@@ -333,6 +387,7 @@ pub fn markdown(report: &Report) -> String {
     }
     for t in &report.targets {
         let _ = writeln!(out, "\n## {}\n", t.target);
+        let _ = writeln!(out, "{}\n", vouched_text(t.vouched_through));
         if t.incidents.is_empty() && t.open_drift.is_none() {
             out.push_str("No drift incidents in this period.\n");
         }
@@ -416,6 +471,7 @@ pub fn html(report: &Report) -> String {
     let span = (report.until - report.since).num_milliseconds().max(1) as f64;
     for t in &report.targets {
         let _ = writeln!(out, "<h2>{}</h2>", html_escape(&t.target));
+        let _ = writeln!(out, "<p>{}</p>", html_escape(&vouched_text(t.vouched_through)));
         out.push_str("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100%\" height=\"24\" viewBox=\"0 0 1000 24\" preserveAspectRatio=\"none\" role=\"img\">");
         for s in &t.timeline {
             let x = (s.start - report.since).num_milliseconds() as f64 / span * 1000.0;

@@ -1,7 +1,9 @@
 //! The S3 store, through `aws-sdk-s3`: records as objects below
 //! `history.s3.prefix`, written once with `If-None-Match: *` (never
 //! overwritten; fits buckets with Object Lock), listed with
-//! `ListObjectsV2` page by page past 1,000 keys. Path-style addressing and an
+//! `ListObjectsV2` page by page past 1,000 keys; with
+//! `history.s3.object_lock`, every object carries Object Lock retention
+//! headers so not even the writer can delete or replace it before then. Path-style addressing and an
 //! `endpoint` make S3-compatible stores work (MinIO, Ceph, moto).
 //! Credentials come from the standard AWS chain: environment, profile
 //! files, web identity, container and instance metadata. The HTTPS client
@@ -16,13 +18,14 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::{HistoryError, Store};
-use crate::config::S3Spec;
+use crate::config::{ObjectLockMode, ObjectLockSpec, S3Spec};
 
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
     endpoint: String,
+    object_lock: Option<ObjectLockSpec>,
 }
 
 impl S3Store {
@@ -61,21 +64,28 @@ impl S3Store {
             bucket: spec.bucket.clone(),
             prefix,
             endpoint: spec.endpoint.clone().unwrap_or_else(|| "AWS S3".into()),
+            object_lock: spec.object_lock.clone(),
         })
     }
 
-    fn error(&self, what: &str, key: &str, e: impl std::error::Error + ProvideErrorMetadata) -> HistoryError {
+    fn error(
+        &self,
+        what: &str,
+        key: &str,
+        e: impl std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    ) -> HistoryError {
         let message = match e.code() {
             Some("NoSuchBucket") => format!("{what} {key}: bucket {} does not exist", self.bucket),
             Some("AccessDenied") => {
                 format!("{what} {key}: access denied (check the credentials and the bucket policy)")
             }
+            Some("InvalidRequest") if self.object_lock.is_some() => format!(
+                "{what} {key}: {} (history.s3.object_lock needs a bucket created with Object Lock enabled)",
+                DisplayErrorContext(&e)
+            ),
             _ => format!("{what} {key}: {}", DisplayErrorContext(&e)),
         };
-        HistoryError::Store {
-            store: self.describe(),
-            message,
-        }
+        HistoryError::store(self.describe(), message, e)
     }
 }
 
@@ -83,16 +93,24 @@ impl S3Store {
 impl Store for S3Store {
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), HistoryError> {
         let full = format!("{}{key}", self.prefix);
-        let result = self
+        let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(&full)
             .if_none_match("*")
             .content_type("application/json")
-            .body(ByteStream::from(bytes.to_vec()))
-            .send()
-            .await;
+            .body(ByteStream::from(bytes.to_vec()));
+        if let Some(lock) = &self.object_lock {
+            let until = std::time::SystemTime::now() + lock.retain;
+            request = request
+                .object_lock_mode(match lock.mode {
+                    ObjectLockMode::Governance => aws_sdk_s3::types::ObjectLockMode::Governance,
+                    ObjectLockMode::Compliance => aws_sdk_s3::types::ObjectLockMode::Compliance,
+                })
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from(until));
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("PreconditionFailed") => Err(HistoryError::Exists { key: key.to_string() }),
@@ -101,20 +119,24 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, HistoryError> {
+        self.get_opt(key).await?.ok_or_else(|| {
+            HistoryError::store_message(self.describe(), format!("GET {}{key}: no such key", self.prefix))
+        })
+    }
+
+    async fn get_opt(&self, key: &str) -> Result<Option<Vec<u8>>, HistoryError> {
         let full = format!("{}{key}", self.prefix);
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
+        let object = match self.client.get_object().bucket(&self.bucket).key(&full).send().await {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.error("GET", &full, e)),
+        };
+        let body = object
+            .body
+            .collect()
             .await
-            .map_err(|e| self.error("GET", &full, e))?;
-        let body = object.body.collect().await.map_err(|e| HistoryError::Store {
-            store: self.describe(),
-            message: format!("GET {full}: reading the body: {e}"),
-        })?;
-        Ok(body.into_bytes().to_vec())
+            .map_err(|e| HistoryError::store(self.describe(), format!("GET {full}: reading the body: {e}"), e))?;
+        Ok(Some(body.into_bytes().to_vec()))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, HistoryError> {

@@ -105,6 +105,9 @@ pub struct Daemon {
     generation: watch::Sender<u64>,
     /// Direct pushes to Alertmanager (`alerting.alertmanager.urls`).
     pub alerter: crate::alert::Alerter,
+    /// The audit history, opened at the first recording and again when a
+    /// reload changes `history:`; keyed by that section.
+    history: tokio::sync::Mutex<Option<(String, Arc<crate::history::History>)>>,
 }
 
 fn source_key(spec: &SourceSpec) -> String {
@@ -146,6 +149,7 @@ impl Daemon {
             shutdown: watch::channel(false).0,
             generation: watch::channel(0).0,
             alerter,
+            history: tokio::sync::Mutex::new(None),
         });
         daemon.sync_targets();
         Ok(daemon)
@@ -203,6 +207,7 @@ impl Daemon {
         tracing::info!(address = %listen, "plumb serve listening");
         self.clone().start_loops();
         tokio::spawn(self.clone().resend_alerts());
+        tokio::spawn(self.clone().digest_loop());
         self.ready.store(true, Ordering::SeqCst);
 
         let signals = tokio::spawn(self.clone().watch_signals());
@@ -215,7 +220,84 @@ impl Daemon {
             .await?;
         signals.abort();
         self.drain().await;
+        // Every target's history ends vouched for: a stopped daemon shows as
+        // stopped, not as a gap.
+        let config = self.loaded().config.clone();
+        if let Some(history) = self.history(&config).await {
+            let names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+            for _ in history
+                .write_digests(&names, crate::history::digest::DigestReason::Stop)
+                .await
+            {
+                self.metrics.history_failed();
+            }
+        }
         Ok(0)
+    }
+
+    /// The history store of `config`, opened once per `history:` section.
+    async fn history(&self, config: &Config) -> Option<Arc<crate::history::History>> {
+        let identity = format!("{:?}|{}", config.history, config.state_dir.display());
+        let mut slot = self.history.lock().await;
+        if let Some((id, history)) = slot.as_ref() {
+            if *id == identity {
+                return Some(history.clone());
+            }
+        }
+        match crate::history::History::open(config).await {
+            Ok(history) => {
+                let history = Arc::new(history);
+                *slot = Some((identity, history.clone()));
+                Some(history)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "history store not available; this audit is not recorded");
+                None
+            }
+        }
+    }
+
+    /// Writes a signed digest for every target whose newest one is older
+    /// than `history.digest_every`, with or without new records, and runs
+    /// local retention; checks every second or every `digest_every`,
+    /// whichever is longer... capped at a minute.
+    async fn digest_loop(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let config = self.loaded().config.clone();
+            let every = config
+                .history
+                .digest_every
+                .unwrap_or(crate::history::chain::DEFAULT_DIGEST_EVERY);
+            let tick = every.clamp(Duration::from_secs(1), Duration::from_secs(60));
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let Some(history) = self.history(&config).await else {
+                continue;
+            };
+            for t in &config.targets {
+                match history.digest_due(&t.name).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if let Err(e) = history
+                            .write_digest(&t.name, crate::history::digest::DigestReason::Interval)
+                            .await
+                        {
+                            tracing::error!(target = %t.name, error = %e, "history digest not written");
+                            self.metrics.history_failed();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(target = %t.name, error = %e, "history digest not written");
+                        self.metrics.history_failed();
+                    }
+                }
+            }
+            let retention_config = config.clone();
+            let _ = tokio::task::spawn_blocking(move || crate::history::apply_retention(&retention_config)).await;
+        }
     }
 
     /// Waits for running audits to finish, up to the grace period.
@@ -520,8 +602,15 @@ impl Daemon {
         // History: evidence of every audit; a failure is counted, never fatal.
         let mut by_target = BTreeMap::new();
         by_target.insert(name.to_string(), reconciled);
-        if !crate::commands::record_history(&loaded.config, &plan, std::slice::from_ref(&run), &by_target).await {
-            self.metrics.history_failed();
+        match self.history(&loaded.config).await {
+            Some(history) => {
+                let outcome =
+                    crate::history::record_runs(&history, &plan, std::slice::from_ref(&run), &by_target).await;
+                if !outcome.failed.is_empty() {
+                    self.metrics.history_failed();
+                }
+            }
+            None => self.metrics.history_failed(),
         }
         self.push_alerts(&spec, &run.plan).await;
         // A suspension the API took while this audit ran is newer than the

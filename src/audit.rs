@@ -285,6 +285,10 @@ impl<'a> Auditor<'a> {
                 ),
             );
         }
+        if let Err(e) = crate::source::confine(&checkout.root, &dir) {
+            run.provider = Some(provider);
+            return fail(run, e.to_string());
+        }
         let desired = match provider.desired(&checkout.root, &dir, &ctx) {
             Ok(d) => d,
             Err(e) => {

@@ -295,6 +295,16 @@ impl Config {
                     format!("target {}: path must be relative to the source", target.name),
                 ));
             }
+            if clean(&target.path).starts_with("..") {
+                return Err(error(
+                    line_of(text, "path:", target.line.unwrap_or(0)).or(target.line),
+                    format!(
+                        "target {}: path {} climbs out of the source with `..`; desired state is read only inside the source",
+                        target.name,
+                        target.path.display()
+                    ),
+                ));
+            }
             if let Some(src) = &mut target.source {
                 check_source(src, &format!("targets.{}.source", target.name)).map_err(|m| error(target.line, m))?;
                 resolve_source(src, &resolve);

@@ -205,7 +205,64 @@ async fn serve_audits_on_schedule_and_answers_metrics_api_and_page() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    let page = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    // With a token configured the page needs it too: a sign-in form, a
+    // wrong token refused, the right one gives an HttpOnly, SameSite=Strict
+    // cookie that is not the token.
+    let anonymous = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let form = anonymous.text().await.unwrap();
+    assert!(
+        form.contains("<form method=\"post\" action=\"/login\">") && !form.contains("user/a"),
+        "{form}"
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let wrong = no_redirects
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let signed_in = no_redirects
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=t0ken-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("t0ken-for-tests"),
+        "the cookie holds the token: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    // The cookie reads, but never writes.
+    let write = http
+        .post(format!("{base}/api/v1/targets/app/run"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 401);
+    let page = http
+        .get(format!("{base}/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         page.contains("Reconcile suspended") && page.contains("INC-7 incident"),
         "{page}"

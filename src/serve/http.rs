@@ -2,7 +2,10 @@
 //! config is loaded and the scheduler runs — never gated on Git or live
 //! systems, so Prometheus keeps scraping exactly when they fail), the JSON
 //! API, and the status page. POST endpoints need the bearer token from
-//! `server.token_env`; with a token configured the JSON API needs it too.
+//! `server.token_env`; with a token configured everything but `/metrics`,
+//! `/healthz` and `/readyz` needs it, the status page included: a browser
+//! signs in once at `/login` and gets an HttpOnly, SameSite=Strict cookie
+//! holding an HMAC of the token (never the token itself).
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use crate::policy::Suspension;
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/login", get(login_form).post(login))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -34,39 +38,129 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// The configured token, if any (read from the environment each time, so
-/// a rotated secret takes effect without a restart).
-fn token(daemon: &Daemon) -> Option<String> {
-    let var = daemon.loaded().config.server.token_env.clone()?;
-    std::env::var(var).ok().filter(|t| !t.is_empty())
+/// What the API is guarded by: no token configured, a token, or a token
+/// configured but missing from the environment (then nothing is served
+/// that needs it: fail closed).
+enum Guard {
+    Open,
+    Token(String),
+    Missing(String),
 }
 
-fn authorised(headers: &HeaderMap, expected: &str) -> bool {
-    let given = headers
+/// Read from the environment each time, so a rotated secret takes effect
+/// without a restart.
+fn guard(daemon: &Daemon) -> Guard {
+    match daemon.loaded().config.server.token_env.clone() {
+        None => Guard::Open,
+        Some(var) => match std::env::var(&var).ok().filter(|t| !t.is_empty()) {
+            Some(token) => Guard::Token(token),
+            None => Guard::Missing(var),
+        },
+    }
+}
+
+/// Constant-time comparison: a token is a secret.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+const SESSION_COOKIE: &str = "plumb_session";
+
+/// The cookie value a browser holds after signing in: an HMAC of the
+/// token, so the cookie is worthless once the token is rotated and never
+/// reveals it.
+fn session_value(token: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(b"plumb status page session");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    // Constant-time comparison: a token is a secret.
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        .is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
 }
 
-/// The refusal, if the request may not proceed. For GET a token is needed
-/// only when one is configured; for POST always.
+fn cookie_ok(headers: &HeaderMap, token: &str) -> bool {
+    let expected = session_value(token);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == SESSION_COOKIE && same(value.as_bytes(), expected.as_bytes()))
+}
+
+/// The refusal, if the request may not proceed. Reads need the token when
+/// one is configured (bearer, or the sign-in cookie); writes always need
+/// the bearer token (a cookie is never enough to change anything).
 fn refusal(daemon: &Daemon, headers: &HeaderMap, write: bool) -> Option<Response> {
-    match token(daemon) {
-        Some(t) if authorised(headers, &t) => None,
-        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")),
-        None if write => Some(error(
+    match guard(daemon) {
+        Guard::Token(t) if bearer_ok(headers, &t) || (!write && cookie_ok(headers, &t)) => None,
+        Guard::Token(_) => Some(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")),
+        Guard::Missing(var) => {
+            tracing::error!(variable = %var, "server.token_env is set but the variable is empty; refusing API requests");
+            Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the API token variable {var} is not set; nothing that needs it is served"),
+            ))
+        }
+        Guard::Open if write => Some(error(
             StatusCode::FORBIDDEN,
             "POST endpoints need server.token_env naming a variable that holds the token",
         )),
-        None => None,
+        Guard::Open => None,
+    }
+}
+
+const LOGIN_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>plumb: sign in</title></head><body style=\"font-family:system-ui,sans-serif;margin:2em\"><h1>plumb</h1><p>MESSAGE</p><form method=\"post\" action=\"/login\"><label>API token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" autofocus></label> <button type=\"submit\">Sign in</button></form></body></html>\n";
+
+fn login_page(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(LOGIN_PAGE.replace("MESSAGE", message)),
+    )
+        .into_response()
+}
+
+async fn login_form() -> Response {
+    login_page(StatusCode::OK, "This status page needs the API token.")
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// Checks the token from the form and sets the session cookie.
+async fn login(State(daemon): State<Arc<Daemon>>, form: axum::Form<LoginForm>) -> Response {
+    match guard(&daemon) {
+        Guard::Token(t) if same(form.token.as_bytes(), t.as_bytes()) => (
+            StatusCode::SEE_OTHER,
+            [
+                (
+                    header::SET_COOKIE,
+                    format!(
+                        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                        session_value(&t)
+                    ),
+                ),
+                (header::LOCATION, "/".to_string()),
+            ],
+        )
+            .into_response(),
+        Guard::Token(_) => {
+            tracing::warn!("status page sign-in with a wrong token");
+            login_page(StatusCode::UNAUTHORIZED, "That is not the API token.")
+        }
+        Guard::Missing(_) | Guard::Open => (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response(),
     }
 }
 
@@ -186,8 +280,19 @@ async fn suspend(
     }
 }
 
-async fn page(State(daemon): State<Arc<Daemon>>) -> Html<String> {
-    Html(super::page::render(&daemon.statuses(), chrono::Utc::now()))
+async fn page(State(daemon): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
+    match guard(&daemon) {
+        Guard::Token(t) if bearer_ok(&headers, &t) || cookie_ok(&headers, &t) => {}
+        Guard::Token(_) => return login_page(StatusCode::UNAUTHORIZED, "This status page needs the API token."),
+        Guard::Missing(var) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the API token variable {var} is not set; the status page is not served"),
+            )
+        }
+        Guard::Open => {}
+    }
+    Html(super::page::render(&daemon.statuses(), chrono::Utc::now())).into_response()
 }
 
 /// Whether `signature` (`sha256=<hex>`, GitHub's `X-Hub-Signature-256`) is

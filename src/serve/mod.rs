@@ -85,6 +85,15 @@ impl Loaded {
                 Schedule::parse(text, tz).map_err(|e| anyhow::anyhow!("target {}: {e}", t.name))?,
             );
         }
+        // Fail closed: a token that is configured but not there must not
+        // open the API to everyone.
+        if let Some(var) = &config.server.token_env {
+            if std::env::var(var).map_or(true, |t| t.is_empty()) {
+                anyhow::bail!(
+                    "server.token_env names {var}, which is not set or empty; set it to the API token (or remove token_env to serve the status page and metrics only, with no API reads)"
+                );
+            }
+        }
         Ok(Loaded { config, schedules })
     }
 }

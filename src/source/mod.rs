@@ -46,6 +46,19 @@ pub enum SourceError {
     Auth { message: String },
     #[error("source directory {}: {message}", path.display())]
     Dir { path: PathBuf, message: String },
+    /// A symbolic link in the desired state leads out of the source (or
+    /// nowhere): following it would show a file the source does not hold.
+    #[error(
+        "desired state: {} is a symbolic link to {}, which {}; plumb reads desired state only inside the source",
+        link.display(),
+        points_to.display(),
+        why
+    )]
+    Escape {
+        link: PathBuf,
+        points_to: PathBuf,
+        why: String,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -88,11 +101,108 @@ pub fn checkout_dir(dir: &Path) -> Result<Checkout, SourceError> {
     })
 }
 
+/// Checks that nothing below `dir` leads out of `root`: every symbolic link
+/// must resolve to something inside `root` (links inside are followed, as
+/// a Git checkout has them), and `dir` itself must be inside it. Hidden
+/// entries are skipped, as providers never read them. Run on every audit,
+/// whatever the source, because a plain directory (a pull request's
+/// checkout in CI) is not confined the way plumb's own Git checkouts are.
+pub fn confine(root: &Path, dir: &Path) -> Result<(), SourceError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SourceError::Io { path, source }
+    };
+    let canonical_root = std::fs::canonicalize(root).map_err(io(root))?;
+    let shown = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    let start = std::fs::canonicalize(dir).map_err(io(dir))?;
+    if !start.starts_with(&canonical_root) {
+        return Err(SourceError::Escape {
+            link: shown(dir),
+            points_to: start,
+            why: "is outside the source".into(),
+        });
+    }
+    let mut visited = std::collections::HashSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let canonical = std::fs::canonicalize(&current).map_err(io(&current))?;
+        if !visited.insert(canonical) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&current).map_err(io(&current))? {
+            let entry = entry.map_err(io(&current))?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(io(&path))?;
+            if file_type.is_dir() {
+                pending.push(path);
+            } else if file_type.is_symlink() {
+                let points_to = std::fs::read_link(&path).map_err(io(&path))?;
+                match std::fs::canonicalize(&path) {
+                    Ok(target) if target.starts_with(&canonical_root) => {
+                        if target.is_dir() {
+                            pending.push(path);
+                        }
+                    }
+                    Ok(_) => {
+                        return Err(SourceError::Escape {
+                            link: shown(&path),
+                            points_to,
+                            why: "is outside the source".into(),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(SourceError::Escape {
+                            link: shown(&path),
+                            points_to,
+                            why: format!("leads nowhere ({e})"),
+                        })
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub use git::redact_url;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn confine_allows_links_inside_and_names_links_out() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.yaml"), "token: x\n").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let app = root.path().join("app");
+        std::fs::create_dir_all(app.join("sub")).unwrap();
+        std::fs::write(root.path().join("shared.yaml"), "id: a\n").unwrap();
+        std::os::unix::fs::symlink("../shared.yaml", app.join("shared.yaml")).unwrap();
+        std::os::unix::fs::symlink("..", app.join("sub/up")).unwrap();
+        confine(root.path(), &app).unwrap();
+
+        let secret = outside.path().join("secret.yaml");
+        std::os::unix::fs::symlink(&secret, app.join("sub/cm.yaml")).unwrap();
+        let error = confine(root.path(), &app).unwrap_err().to_string();
+        assert!(error.contains("app/sub/cm.yaml is a symbolic link to"), "{error}");
+        assert!(error.contains("outside the source"), "{error}");
+        std::fs::remove_file(app.join("sub/cm.yaml")).unwrap();
+
+        // A linked directory out of the root is refused too, and a path
+        // that resolves outside.
+        std::os::unix::fs::symlink(outside.path(), app.join("elsewhere")).unwrap();
+        assert!(confine(root.path(), &app).is_err());
+        assert!(confine(root.path(), &app.join("elsewhere")).is_err());
+        std::fs::remove_file(app.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("nowhere", app.join("dangling")).unwrap();
+        let error = confine(root.path(), &app).unwrap_err().to_string();
+        assert!(error.contains("leads nowhere"), "{error}");
+    }
 
     #[test]
     fn redacts_credentials_only() {

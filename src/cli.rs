@@ -119,9 +119,14 @@ pub struct ImportArgs {
     pub config: ConfigArg,
     #[arg(long)]
     pub target: String,
-    /// Directory to write (default: ./imported/<target>).
+    /// Directory to write (default: ./imported/<target>). It must be empty
+    /// or not exist yet, unless --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write into a directory that holds files already, replacing files of
+    /// the same name. Symbolic links are never written through, even then.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

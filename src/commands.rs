@@ -89,6 +89,28 @@ pub async fn record_history(
     outcome.failed.is_empty() && digests_failed.is_empty()
 }
 
+/// `import --out DIR` writes into an empty or new directory unless
+/// `--force`: it never overwrites files silently.
+fn refuse_non_empty(out: &Path, force: bool) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", out.display())),
+        Ok(meta) if !meta.is_dir() && !meta.file_type().is_symlink() => {
+            bail!("--out {} exists and is not a directory", out.display())
+        }
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?;
+            if entries.next().is_some() && !force {
+                bail!(
+                    "--out {} is not empty; import writes into an empty or new directory (--force writes into it, replacing files of the same name)",
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 /// `plumb report`.
 pub async fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let config = load_config(&args.config.config)?;
@@ -460,11 +482,19 @@ pub async fn import(args: &ImportArgs, registry: &Registry) -> anyhow::Result<i3
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("imported").join(&spec.name));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let files = provider
-        .import(&live, &out, &ctx)
+    refuse_non_empty(&out, args.force)?;
+    // The provider writes into a fresh directory of plumb's own; only then
+    // are the files placed into `out`, never through a link.
+    std::fs::create_dir_all(&config.state_dir).with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(&config.state_dir)
+        .with_context(|| format!("creating a staging directory in {}", config.state_dir.display()))?;
+    let staged = provider
+        .import(&live, staging.path(), &ctx)
         .await
         .map_err(|e| anyhow::anyhow!("target {}: import: {e}", spec.name))?;
+    let files = crate::fsutil::place_tree(staging.path(), &staged, &out, args.force)?;
     println!(
         "Imported {} live document(s) of {} into {} ({} file(s)).",
         live.resources.len(),

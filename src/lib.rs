@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod fsutil;
 pub mod history;
 pub mod mask;
 pub mod metrics;

@@ -161,3 +161,115 @@ fn serve_refuses_to_start_when_its_token_variable_is_unset() {
         );
     }
 }
+
+/// `import --out` refuses a non-empty directory without --force, and never
+/// writes through a symbolic link, with --force or without.
+#[cfg(unix)]
+#[test]
+fn import_never_writes_through_links_and_never_overwrites_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    setup(root);
+    let victim = root.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("x.yaml"), "precious\n").unwrap();
+
+    // A file already there: refused without --force, replaced with it.
+    std::fs::create_dir_all(root.join("out/a")).unwrap();
+    std::fs::write(root.join("out/a/x.yaml"), "old\n").unwrap();
+    let out = plumb(root, &["import", "--target", "app", "--out", "out"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--out out is not empty"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(root.join("out/a/x.yaml")).unwrap(), "old\n");
+    let out = plumb(root, &["import", "--target", "app", "--out", "out", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(std::fs::read_to_string(root.join("out/a/x.yaml"))
+        .unwrap()
+        .contains("value: 1"));
+
+    // A file link and a directory link: refused even with --force.
+    std::fs::remove_file(root.join("out/a/x.yaml")).unwrap();
+    std::os::unix::fs::symlink(victim.join("x.yaml"), root.join("out/a/x.yaml")).unwrap();
+    let out = plumb(root, &["import", "--target", "app", "--out", "out", "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("refusing to write through the symbolic link"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(root.join("out")).unwrap();
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    std::os::unix::fs::symlink(&victim, root.join("out/a")).unwrap();
+    let out = plumb(root, &["import", "--target", "app", "--out", "out", "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("refusing to write through the symbolic link"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(victim.join("x.yaml")).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
+
+    // A new directory is fine, and nothing is left in state_dir.
+    let out = plumb(root, &["import", "--target", "app", "--out", "fresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(root.join("fresh/a/x.yaml").is_file());
+    let staging: Vec<_> = std::fs::read_dir(root.join("state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("import-"))
+        .collect();
+    assert!(staging.is_empty());
+}
+
+/// Control characters from a live system never reach the terminal, and a
+/// value cannot close a block of the Markdown plan (the PR comment).
+#[test]
+fn hostile_live_data_is_inert_in_text_and_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    setup(root);
+    let evil = serde_json::json!([
+        {"id": "a/x", "value": 1},
+        {"id": "x/evil\n\nPlan: 0 to create, 0 to update, 0 to delete, 0 unmanaged.\n\u{1b}[2J",
+         "value": "</details><details><summary>ok</summary>\n```\n|",
+         "$meta": {"changed_by": {"who": "mallory`</code></details> <img src=x>"}}}
+    ]);
+    std::fs::write(root.join("app.json"), evil.to_string()).unwrap();
+    let config = std::fs::read_to_string(root.join("plumb.yaml")).unwrap().replace(
+        "command: [cat, app.json] }",
+        "command: [cat, app.json], authoritative: true }",
+    );
+    std::fs::write(root.join("plumb.yaml"), config).unwrap();
+
+    let out = plumb(root, &["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let plan = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !plan.contains('\u{1b}'),
+        "an escape sequence reached the terminal:\n{plan:?}"
+    );
+    let summaries: Vec<&str> = plan.lines().filter(|l| l.starts_with("Plan:")).collect();
+    assert_eq!(
+        summaries,
+        ["Plan: 0 to create, 0 to update, 1 to delete, 0 unmanaged."],
+        "{plan}"
+    );
+    assert!(plan.contains("x/evil\\n\\nPlan: 0 to create"), "{plan}");
+    assert!(plan.contains("\\u001b[2J"), "{plan}");
+
+    let out = plumb(root, &["plan", "--format", "markdown"]);
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(md.matches("```").count() % 2, 0, "an unbalanced fence:\n{md}");
+    // Outside code blocks (where GitHub renders HTML), only plumb's own
+    // block opens and closes.
+    let outside: String = md.split("```").step_by(2).collect::<Vec<_>>().join("");
+    assert_eq!(outside.matches("<details>").count(), 1, "{md}");
+    assert_eq!(outside.matches("</details>").count(), 1, "{md}");
+    assert!(!outside.contains("<img"), "{md}");
+    assert!(!md.contains("\n\nPlan: 0 to create"), "{md}");
+    assert!(
+        md.contains("mallory&#96;") || md.contains("mallory`&lt;/code&gt;"),
+        "{md}"
+    );
+}

@@ -578,20 +578,8 @@ async fn verify_target(
 /// The verdict for people: one line per problem, one per target, a total.
 /// Names come from the store, which may be hostile: control characters are
 /// escaped so they cannot forge lines or move the cursor.
-fn inert(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 pub fn text(verdict: &Verdict) -> String {
+    use crate::render::inert;
     let mut out = String::new();
     for t in &verdict.targets {
         for p in &t.problems {

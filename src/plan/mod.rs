@@ -473,10 +473,12 @@ impl Candidate {
         let desired_text = desired_shown.map(|v| to_yaml(&v)).unwrap_or_default();
         let live_text = live_shown.map(|v| to_yaml(&v)).unwrap_or_default();
         let id = self.id().to_string();
+        // The header is one line whatever the id holds.
+        let shown = crate::render::inert(&id);
         let diff = similar::TextDiff::from_lines(&live_text, &desired_text)
             .unified_diff()
             .context_radius(3)
-            .header(&format!("live/{id}"), &format!("desired/{id}"))
+            .header(&format!("live/{shown}"), &format!("desired/{shown}"))
             .to_string();
         Change {
             id,

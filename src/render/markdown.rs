@@ -22,15 +22,15 @@ pub fn markdown(plan: &Plan) -> String {
     let src = &plan.source;
     let _ = writeln!(
         head,
-        "Source `{}`{}{}\n",
-        src.url,
+        "Source {}{}{}\n",
+        code(&src.url),
         src.reference
             .as_deref()
-            .map(|r| format!(" @ `{r}`"))
+            .map(|r| format!(" @ {}", code(r)))
             .unwrap_or_default(),
         src.commit
             .as_deref()
-            .map(|c| format!(" (`{}`)", &c[..c.len().min(12)]))
+            .map(|c| format!(" ({})", code(c.get(..c.len().min(12)).unwrap_or(c))))
             .unwrap_or_default()
     );
     head.push_str("| target | provider | status | create | update | delete | unmanaged | findings |\n");
@@ -48,7 +48,7 @@ pub fn markdown(plan: &Plan) -> String {
             head,
             "| {} | {} | {status} | {} | {} | {} | {} | {} |",
             escape(&t.name),
-            t.provider,
+            escape(&t.provider),
             s.create,
             s.update,
             s.delete,
@@ -68,7 +68,7 @@ pub fn markdown(plan: &Plan) -> String {
             sections.push(format!(
                 "### {} — error\n\n```\n{}\n```\n",
                 escape(&t.name),
-                error.replace("```", "'''")
+                block(error)
             ));
             continue;
         }
@@ -78,37 +78,45 @@ pub fn markdown(plan: &Plan) -> String {
         sections.push(format!("### {}\n", escape(&t.name)));
         for c in &t.changes {
             let mut s = format!(
-                "<details><summary><code>{}</code> {} {}</summary>\n\n",
-                html(&c.id),
+                "<details><summary>{} {} {}</summary>\n\n",
+                code(&c.id),
                 super::text::marker(c.action),
                 c.action
             );
             if let Some(by) = &c.changed_by {
                 let _ = writeln!(
                     s,
-                    "Last changed by `{}`{}\n",
-                    by.who,
-                    by.when.as_deref().map(|w| format!(" at {w}")).unwrap_or_default()
+                    "Last changed by {}{}\n",
+                    code(&by.who),
+                    by.when
+                        .as_deref()
+                        .map(|w| format!(" at {}", escape(w)))
+                        .unwrap_or_default()
                 );
             }
             if !c.paths.is_empty() {
                 let _ = writeln!(
                     s,
                     "Paths: {}\n",
-                    c.paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                    c.paths.iter().map(|p| code(p)).collect::<Vec<_>>().join(", ")
                 );
             }
-            let _ = write!(s, "```diff\n{}```\n</details>\n", c.diff.replace("```", "'''"));
+            let _ = write!(s, "```diff\n{}```\n</details>\n", block(&c.diff));
             sections.push(s);
         }
         for f in &t.findings {
-            sections.push(format!("- **{}** `{}`: {}\n", f.severity, f.id, escape(&f.message)));
+            sections.push(format!(
+                "- **{}** {}: {}\n",
+                f.severity,
+                code(&f.id),
+                escape(&f.message)
+            ));
         }
         for a in &t.acknowledged {
             sections.push(format!(
-                "- acknowledged `{}` until {} ({:?}): {}\n",
-                a.id,
-                a.until,
+                "- acknowledged {} until {} ({:?}): {}\n",
+                code(&a.id),
+                escape(&a.until),
                 a.status,
                 escape(&a.reason)
             ));
@@ -135,10 +143,41 @@ pub fn markdown(plan: &Plan) -> String {
     out
 }
 
+/// Text for a table cell or a sentence: inert, no HTML, no Markdown that
+/// could open or close a block (a `</details>`, a pipe ending a cell).
 fn escape(text: &str) -> String {
-    text.replace('|', "\\|")
+    html(&super::inert(text))
+        .replace('|', "\\|")
+        .replace('`', "&#96;")
+        .replace('*', "\\*")
+        .replace('_', "\\_")
+        .replace('[', "\\[")
+}
+
+/// Inline code as HTML (`<code>`), where entities are decoded and no
+/// Markdown applies, so a backtick in the value cannot end it.
+fn code(text: &str) -> String {
+    format!("<code>{}</code>", html(&super::inert(text)))
+}
+
+/// The body of a fenced code block: a value cannot close the fence, and
+/// control characters are escaped line by line.
+fn block(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&super::inert(body).replace("```", "'''").replace("~~~", "'''"));
+        out.push_str(newline);
+    }
+    out
 }
 
 fn html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

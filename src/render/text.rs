@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use plumb_model::Action;
 
+use super::inert;
 use crate::plan::{Plan, Summary};
 use crate::policy::AckStatus;
 
@@ -50,15 +51,15 @@ pub fn text(plan: &Plan, color: bool) -> String {
     let paint = Paint { on: color };
     let mut out = String::new();
     let src = &plan.source;
-    let _ = write!(out, "Source: {}", src.url);
+    let _ = write!(out, "Source: {}", inert(&src.url));
     if let Some(r) = &src.reference {
-        let _ = write!(out, " @ {r}");
+        let _ = write!(out, " @ {}", inert(r));
     }
     if let Some(c) = &src.commit {
-        let _ = write!(out, " ({})", &c[..c.len().min(12)]);
+        let _ = write!(out, " ({})", inert(c.get(..c.len().min(12)).unwrap_or(c)));
     }
     if let Some(s) = &src.subject {
-        let _ = write!(out, " \"{s}\"");
+        let _ = write!(out, " \"{}\"", inert(s));
     }
     out.push_str("\n\n");
 
@@ -66,12 +67,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
     let mut failed = 0;
     for target in &plan.targets {
         total.add(&target.summary);
-        let title = paint.bold(&format!("{} ({})", target.name, target.provider));
+        let title = paint.bold(&format!("{} ({})", inert(&target.name), inert(&target.provider)));
         if let Some(error) = &target.error {
             failed += 1;
             let _ = writeln!(out, "{title}: {}", paint.red("error"));
             for line in error.lines() {
-                let _ = writeln!(out, "  {line}");
+                let _ = writeln!(out, "  {}", inert(line));
             }
             out.push('\n');
             continue;
@@ -88,7 +89,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
             s.in_sync, s.create, s.update, s.delete, s.unmanaged
         );
         if let Some(own) = &target.source {
-            let _ = writeln!(out, "  source: {} @ {}", own.url, own.commit.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                out,
+                "  source: {} @ {}",
+                inert(&own.url),
+                inert(own.commit.as_deref().unwrap_or("-"))
+            );
         }
         for change in &target.changes {
             let mark = marker(change.action);
@@ -98,25 +104,26 @@ pub fn text(plan: &Plan, color: bool) -> String {
                 Action::Delete => paint.red(mark),
                 Action::Unmanaged => paint.cyan(mark),
             };
-            let _ = write!(out, "  {mark} {} ({})", change.id, change.action);
+            let _ = write!(out, "  {mark} {} ({})", inert(&change.id), change.action);
             if let Some(by) = &change.changed_by {
-                let _ = write!(out, ", last changed by {}", by.who);
+                let _ = write!(out, ", last changed by {}", inert(&by.who));
                 if let Some(when) = &by.when {
-                    let _ = write!(out, " at {when}");
+                    let _ = write!(out, " at {}", inert(when));
                 }
             }
             out.push('\n');
             if let Some(origin) = &change.origin {
-                let _ = writeln!(out, "      desired: {origin}");
+                let _ = writeln!(out, "      desired: {}", inert(&origin.to_string()));
             }
             if !change.paths.is_empty() {
-                let _ = writeln!(out, "      paths: {}", change.paths.join(", "));
+                let _ = writeln!(out, "      paths: {}", inert(&change.paths.join(", ")));
             }
             for line in change
                 .diff
                 .lines()
                 .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
             {
+                let line = &*inert(line);
                 let painted = if line.starts_with('+') {
                     paint.green(line)
                 } else if line.starts_with('-') {
@@ -130,7 +137,13 @@ pub fn text(plan: &Plan, color: bool) -> String {
             }
         }
         for finding in &target.findings {
-            let _ = writeln!(out, "  ! [{}] {}: {}", finding.severity, finding.id, finding.message);
+            let _ = writeln!(
+                out,
+                "  ! [{}] {}: {}",
+                finding.severity,
+                inert(&finding.id),
+                inert(&finding.message)
+            );
         }
         for ack in &target.acknowledged {
             let status = match ack.status {
@@ -141,10 +154,10 @@ pub fn text(plan: &Plan, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "  = {} {} ({status} until {}: {})",
-                ack.id,
-                ack.paths.join(", "),
-                ack.until,
-                ack.reason
+                inert(&ack.id),
+                inert(&ack.paths.join(", ")),
+                inert(&ack.until),
+                inert(&ack.reason)
             );
         }
         out.push('\n');

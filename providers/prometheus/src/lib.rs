@@ -931,6 +931,15 @@ impl Provider for PrometheusProvider {
             if self.is_ruler() || !(rel.ends_with(".yml") || rel.ends_with(".yaml")) {
                 rel.push_str(".yaml");
             }
+            // A server's rule file path is absolute (`/etc/prometheus/…`):
+            // keep only its plain components, so the file lands below `out`.
+            let rel: PathBuf = Path::new(&rel)
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(part) => Some(part),
+                    _ => None,
+                })
+                .collect();
             let path = out.join(&rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| ProviderError::io(parent, e))?;

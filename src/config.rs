@@ -180,6 +180,17 @@ pub struct ServerSpec {
     /// serve: how many audits may run at once (default 4).
     #[serde(default)]
     pub max_concurrent_audits: Option<usize>,
+    /// serve: a request head must arrive whole within this (default 10s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub header_timeout: Option<Duration>,
+    /// serve: a connection with no request in flight is closed after this
+    /// (default 60s).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// serve: open connections at once (default 512, and at most three
+    /// quarters of the file descriptor limit).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,6 +8,7 @@
 //! API, status page) lives in `http`.
 
 mod http;
+mod listener;
 mod live_metrics;
 mod page;
 
@@ -220,13 +221,15 @@ impl Daemon {
         self.ready.store(true, Ordering::SeqCst);
 
         let signals = tokio::spawn(self.clone().watch_signals());
-        let mut shutdown = self.shutdown.subscribe();
+        let server = &self.loaded().config.server;
+        let defaults = listener::Limits::default();
+        let limits = listener::Limits {
+            header_timeout: server.header_timeout.unwrap_or(defaults.header_timeout),
+            idle_timeout: server.idle_timeout.unwrap_or(defaults.idle_timeout),
+            max_connections: server.max_connections.unwrap_or(defaults.max_connections),
+        };
         let app = http::router(self.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await?;
+        listener::serve(listener, app, limits, self.shutdown.subscribe(), GRACE).await;
         signals.abort();
         self.drain().await;
         // Every target's history ends vouched for: a stopped daemon shows as

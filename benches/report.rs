@@ -170,6 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 finished_at: when,
                 exit_code: if drift { 2 } else { 0 },
                 targets: targets.iter().map(|t| target_plan(t, drift)).collect(),
+                seal: None,
             };
             let before = counts.gets.load(Ordering::Relaxed)
                 + counts.puts.load(Ordering::Relaxed)

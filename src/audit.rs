@@ -134,7 +134,7 @@ impl<'a> Auditor<'a> {
             .collect()
             .await;
         let plans: Vec<TargetPlan> = runs.iter().map(|r| r.plan.clone()).collect();
-        let plan = Plan {
+        let mut plan = Plan {
             format_version: plan::FORMAT_VERSION,
             plumb_version: env!("CARGO_PKG_VERSION").to_string(),
             source: global_info,
@@ -142,7 +142,9 @@ impl<'a> Auditor<'a> {
             finished_at: Utc::now(),
             exit_code: Plan::compute_exit_code(&plans),
             targets: plans,
+            seal: None,
         };
+        plan.seal_with(&self.masker);
         (plan, runs)
     }
 

@@ -239,6 +239,9 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
             let saved: Plan =
                 serde_json::from_str(&text).with_context(|| format!("{} is not a plumb JSON plan", file.display()))?;
             apply::check_saved(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if let Some(why) = saved.seal_problem(&auditor.masker) {
+                bail!("{}: refusing the saved plan: {why}", file.display());
+            }
             let names: Vec<String> = if args.targets.is_empty() {
                 saved.targets.iter().map(|t| t.name.clone()).collect()
             } else {
@@ -367,6 +370,7 @@ pub async fn apply(args: &ApplyArgs, registry: &Registry) -> anyhow::Result<i32>
             finished_at: Utc::now(),
             exit_code: Plan::compute_exit_code(&plans),
             targets: plans,
+            seal: None,
         };
         record_history(&config, &plan, &runs, &by_target).await;
     }

@@ -78,6 +78,22 @@ impl Masker {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The HMAC-SHA256 of `bytes` under the installation's key, hex.
+    pub fn mac(&self, bytes: &[u8]) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => return String::new(),
+        };
+        mac.update(bytes);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A name for the installation's key that reveals nothing of it, so a
+    /// saved plan can say which installation made it.
+    pub fn key_id(&self) -> String {
+        format!("hmac-sha256:{}", &sha256_hex(&self.key)[..16])
+    }
+
     pub fn placeholder(&self, value: &Value) -> Value {
         Value::String(format!("(sensitive, hmac-sha256:{}…)", &self.digest(value)[..12]))
     }

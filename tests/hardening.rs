@@ -273,3 +273,36 @@ fn hostile_live_data_is_inert_in_text_and_markdown() {
         "{md}"
     );
 }
+
+/// A saved plan is sealed by the installation that made it: an edited diff
+/// or a plan from another installation is refused, saying which.
+#[test]
+fn a_saved_plan_that_was_edited_or_made_elsewhere_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    setup(root);
+    std::fs::write(root.join("app.json"), "[{\"id\": \"a/x\", \"value\": 2}]").unwrap();
+    let out = plumb(root, &["plan", "--format", "json", "--out", "saved.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let saved = std::fs::read_to_string(root.join("saved.json")).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let installation = plan["seal"]["installation"].as_str().unwrap().to_string();
+    assert!(installation.starts_with("hmac-sha256:"), "{plan}");
+
+    let edited = saved.replace("+value: 1", "+value: 9");
+    assert_ne!(edited, saved);
+    std::fs::write(root.join("edited.json"), edited).unwrap();
+    let out = plumb(root, &["apply", "--plan", "edited.json", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("it was edited after it was made"), "{}", text(&out));
+
+    // The same plan, unedited, at an installation with another key.
+    std::fs::remove_file(root.join("state/hmac.key")).unwrap();
+    let out = plumb(root, &["apply", "--plan", "saved.json", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("it was made by another installation (key {installation};")),
+        "{}",
+        text(&out)
+    );
+}

@@ -189,6 +189,7 @@ async fn records_chain_and_report_through_s3() {
             finished_at: when,
             exit_code: *code,
             targets: vec![target],
+            seal: None,
         };
         let outcome = recorder.record(&plan, &BTreeMap::new()).await;
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);

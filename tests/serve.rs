@@ -205,6 +205,15 @@ async fn serve_audits_on_schedule_and_answers_metrics_api_and_page() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    // A suspension that ended already is refused, and the one in force stays.
+    let past = auth(http.post(format!("{base}/api/v1/targets/app/suspend")))
+        .body(r#"{"until": "2001-01-01", "reason": "typo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 400);
+    let why = past.text().await.unwrap();
+    assert!(why.contains("is in the past"), "{why}");
     // With a token configured the page needs it too: a sign-in form, a
     // wrong token refused, the right one gives an HttpOnly, SameSite=Strict
     // cookie that is not the token.
@@ -421,11 +430,40 @@ async fn a_signed_push_webhook_fetches_and_audits_now() {
     let signed = http
         .post(&hook)
         .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
-        .body(body)
+        .header("X-GitHub-Delivery", "d-1")
+        .body(body.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(signed.status(), 202);
+    // The same delivery again (a replay) is acknowledged and does nothing.
+    let replay = http
+        .post(&hook)
+        .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
+        .header("X-GitHub-Delivery", "d-1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 200);
+    let replay: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(replay["duplicate"], true);
+    // A burst of pushes coalesces: most are folded into the fetch running.
+    let burst = (0..10).map(|n| {
+        http.post(&hook)
+            .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
+            .header("X-GitHub-Delivery", format!("burst-{n}"))
+            .body(body.clone())
+            .send()
+    });
+    let mut coalesced = 0;
+    for answer in futures_util::future::join_all(burst).await {
+        let answer: serde_json::Value = answer.unwrap().json().await.unwrap();
+        if answer["coalesced"] == true {
+            coalesced += 1;
+        }
+    }
+    assert!(coalesced >= 5, "only {coalesced} of 10 pushes coalesced");
 
     wait_for("the audit of the pushed commit", async || {
         let Ok(r) = http.get(format!("{base}/metrics")).send().await else {

@@ -344,6 +344,7 @@ fn acknowledgement_expiry_gauge_feeds_the_expiring_alert() {
         finished_at: now,
         exit_code: 0,
         targets: vec![target],
+        seal: None,
     };
     let text = plumb::metrics::gauges(&config, &full, &Default::default()).unwrap();
     // The end of 2030-01-31 in Berlin (UTC+1 in winter): the later rule wins.

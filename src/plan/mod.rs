@@ -35,6 +35,77 @@ pub struct Plan {
     pub finished_at: DateTime<Utc>,
     pub exit_code: i32,
     pub targets: Vec<TargetPlan>,
+    /// Which installation made the plan, and its MAC over every change, so
+    /// `apply --plan` refuses a plan that was edited or made elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Seal>,
+}
+
+/// A plan's seal: the installation's key id and an HMAC-SHA256 (under the
+/// installation's masking key) of each change's target, id, action, diff,
+/// paths and digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    pub installation: String,
+    pub mac: String,
+}
+
+impl Plan {
+    /// The bytes the seal covers, in a fixed order.
+    fn sealed_bytes(&self) -> Vec<u8> {
+        let changes: Vec<_> = self
+            .targets
+            .iter()
+            .flat_map(|t| {
+                t.changes.iter().map(move |c| {
+                    (
+                        &t.name,
+                        &c.id,
+                        c.action,
+                        &c.diff,
+                        &c.paths,
+                        &c.desired_digest,
+                        &c.live_digest,
+                        &c.live_version,
+                    )
+                })
+            })
+            .collect();
+        serde_json::to_vec(&changes).unwrap_or_default()
+    }
+
+    /// Seals the plan with `masker`'s key.
+    pub fn seal_with(&mut self, masker: &crate::mask::Masker) {
+        self.seal = Some(Seal {
+            installation: masker.key_id(),
+            mac: masker.mac(&self.sealed_bytes()),
+        });
+    }
+
+    /// Why the plan's seal does not hold for this installation, if it does
+    /// not.
+    pub fn seal_problem(&self, masker: &crate::mask::Masker) -> Option<String> {
+        let Some(seal) = &self.seal else {
+            return Some(
+                "it carries no seal (made by an older plumb, or the seal was removed); make a new plan".into(),
+            );
+        };
+        if seal.installation != masker.key_id() {
+            return Some(format!(
+                "it was made by another installation (key {}; this installation's key is {}); make the plan here, with this state_dir",
+                seal.installation,
+                masker.key_id()
+            ));
+        }
+        let expected = masker.mac(&self.sealed_bytes());
+        let holds = expected.len() == seal.mac.len()
+            && expected
+                .bytes()
+                .zip(seal.mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        (!holds).then(|| "it was edited after it was made: its seal does not match its changes; make a new plan".into())
+    }
 }
 
 impl Plan {

@@ -332,12 +332,38 @@ async fn webhook(State(daemon): State<Arc<Daemon>>, headers: HeaderMap, body: ax
     if !signature_valid(secret.as_bytes(), &body, signature) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong X-Hub-Signature-256");
     }
-    let started = daemon.clone().on_push().await;
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "fetched": true, "audits_started": started })),
-    )
-        .into_response()
+    // Only after the signature holds: an unsigned request cannot use up ids.
+    let delivery = [
+        "x-github-delivery",
+        "x-gitea-delivery",
+        "x-gogs-delivery",
+        "x-gitlab-event-uuid",
+    ]
+    .iter()
+    .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+    .map(str::to_string);
+    if let Some(id) = &delivery {
+        if !daemon.first_delivery(id) {
+            tracing::warn!(delivery = %id, "webhook delivery replayed; ignored");
+            return (
+                StatusCode::OK,
+                Json(json!({ "duplicate": true, "delivery": id, "fetched": false })),
+            )
+                .into_response();
+        }
+    }
+    match daemon.clone().on_push_coalesced().await {
+        Some(started) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "fetched": true, "audits_started": started, "delivery": delivery })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "fetched": false, "coalesced": true, "delivery": delivery })),
+        )
+            .into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -118,7 +118,14 @@ pub struct Daemon {
     /// The audit history, opened at the first recording and again when a
     /// reload changes `history:`; keyed by that section.
     history: tokio::sync::Mutex<Option<(String, Arc<crate::history::History>)>>,
+    /// Webhook delivery ids already acted on, oldest first (bounded).
+    deliveries: Mutex<(std::collections::VecDeque<String>, std::collections::HashSet<String>)>,
+    /// Whether a push is being handled, and whether another came meanwhile.
+    pushing: Mutex<(bool, bool)>,
 }
+
+/// How many webhook delivery ids are remembered against replays.
+const REMEMBERED_DELIVERIES: usize = 4096;
 
 fn source_key(spec: &SourceSpec) -> String {
     format!("{spec:?}")
@@ -160,6 +167,8 @@ impl Daemon {
             generation: watch::channel(0).0,
             alerter,
             history: tokio::sync::Mutex::new(None),
+            deliveries: Mutex::new(Default::default()),
+            pushing: Mutex::new((false, false)),
         });
         daemon.sync_targets();
         Ok(daemon)
@@ -500,6 +509,50 @@ impl Daemon {
 
     /// A push arrived: fetch every Git source now, then audit every target.
     /// Returns how many audits started.
+    /// Whether the webhook delivery `id` is new (and remembers it): a
+    /// replayed delivery must not audit every target again.
+    pub fn first_delivery(&self, id: &str) -> bool {
+        let mut guard = Self::lock(&self.deliveries);
+        let (order, seen) = &mut *guard;
+        if seen.contains(id) {
+            return false;
+        }
+        if order.len() >= REMEMBERED_DELIVERIES {
+            if let Some(oldest) = order.pop_front() {
+                seen.remove(&oldest);
+            }
+        }
+        order.push_back(id.to_string());
+        seen.insert(id.to_string());
+        true
+    }
+
+    /// A push: fetch and audit, unless a push is being handled already,
+    /// in which case that one runs once more when it ends (a burst of
+    /// pushes costs two fetches at most). Returns None when coalesced,
+    /// else how many audits started.
+    pub async fn on_push_coalesced(self: Arc<Self>) -> Option<usize> {
+        {
+            let mut state = Self::lock(&self.pushing);
+            if state.0 {
+                state.1 = true;
+                return None;
+            }
+            *state = (true, false);
+        }
+        let mut started = 0;
+        loop {
+            started += self.clone().on_push().await;
+            let mut state = Self::lock(&self.pushing);
+            if state.1 {
+                state.1 = false;
+                continue;
+            }
+            state.0 = false;
+            return Some(started);
+        }
+    }
+
     pub async fn on_push(self: Arc<Self>) -> usize {
         let loaded = self.loaded();
         let mut seen = std::collections::HashSet::new();
@@ -603,6 +656,7 @@ impl Daemon {
             finished_at: Utc::now(),
             exit_code: run.plan.exit_code,
             targets: vec![run.plan.clone()],
+            seal: None,
         };
         {
             let mut state = Self::lock(&self.state);
@@ -659,7 +713,14 @@ impl Daemon {
             .and_then(|t| t.timezone.as_deref())
             .and_then(|z| z.parse().ok())
             .unwrap_or(chrono_tz::UTC);
-        crate::policy::parse_until(&suspension.until, tz)?;
+        let until = crate::policy::parse_until(&suspension.until, tz)?;
+        if until <= Utc::now() {
+            return Err(format!(
+                "until {} is in the past ({}); a suspension must end in the future, and the one in force (if any) is kept",
+                suspension.until,
+                until.to_rfc3339()
+            ));
+        }
         if suspension.reason.trim().is_empty() {
             return Err("a suspension needs a reason".into());
         }
@@ -695,6 +756,7 @@ impl Daemon {
             finished_at: Utc::now(),
             exit_code: Plan::compute_exit_code(&targets),
             targets,
+            seal: None,
         }
     }
 

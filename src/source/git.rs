@@ -107,15 +107,36 @@ pub fn redact_url(url: &str) -> String {
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => format!(
-            "{}{}{}",
-            &url[..scheme_end + 3],
-            &authority[at + 1..],
-            &rest[authority_end..]
-        ),
-        None => url.to_string(),
-    }
+    let host = match authority.rfind('@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    format!(
+        "{}{host}{}",
+        &url[..scheme_end + 3],
+        redact_query(&rest[authority_end..])
+    )
+}
+
+/// Every query parameter's value replaced: Git hosts take tokens there too
+/// (`?private_token=`, `?access_token=`), and any parameter may be one.
+fn redact_query(path_and_more: &str) -> String {
+    let Some(q) = path_and_more.find('?') else {
+        return path_and_more.to_string();
+    };
+    let (path, rest) = path_and_more.split_at(q + 1);
+    let (query, fragment) = match rest.find('#') {
+        Some(h) => rest.split_at(h),
+        None => (rest, ""),
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() => format!("{name}=REDACTED"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}{}{fragment}", redacted.join("&"))
 }
 
 /// The password or token embedded in a URL's user information, if any.
@@ -149,6 +170,15 @@ impl<'a> Source<'a> {
         let mut out = message.replace(&self.spec.url, &self.url);
         if let Some(password) = url_password(&self.spec.url) {
             out = out.replace(password, "***");
+        }
+        // Query parameter values, which may be tokens, wherever they show.
+        if let Some((_, query)) = self.spec.url.split_once('?') {
+            let query = query.split('#').next().unwrap_or(query);
+            for value in query.split('&').filter_map(|p| p.split_once('=').map(|(_, v)| v)) {
+                if value.len() >= 4 {
+                    out = out.replace(value, "REDACTED");
+                }
+            }
         }
         out
     }

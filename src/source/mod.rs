@@ -205,6 +205,15 @@ mod tests {
     }
 
     #[test]
+    fn redacts_query_string_secrets() {
+        assert_eq!(
+            redact_url("https://gitlab.example.com/ops/config.git?private_token=glpat-XYZ&ref=main#frag"),
+            "https://gitlab.example.com/ops/config.git?private_token=REDACTED&ref=REDACTED#frag"
+        );
+        assert_eq!(redact_url("https://u:p@h/x?flag"), "https://h/x?flag");
+    }
+
+    #[test]
     fn redacts_credentials_only() {
         assert_eq!(
             redact_url("https://bob:s3cret@git.example.com/a.git"),

@@ -76,6 +76,7 @@ pub fn plan_of(target: &str, when: &str, exit_code: i32, ids: &[&str], commit: &
         finished_at: at(when),
         exit_code,
         targets: vec![t],
+        seal: None,
     }
 }
 

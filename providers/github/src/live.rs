@@ -105,7 +105,7 @@ pub async fn read_org(
     // drift; one older than the documented lifetime has expired.
     let now = chrono::Utc::now();
     let mut invited: HashSet<String> = HashSet::new();
-    for inv in api.list(&format!("/orgs/{org}/invitations")).await? {
+    for inv in optional_list(api, org, "invitations", "pending invitations", findings).await? {
         let who = inv["login"]
             .as_str()
             .or(inv["email"].as_str())
@@ -161,7 +161,7 @@ pub async fn read_org(
         }
     }
     // https://docs.github.com/en/rest/orgs/members#list-failed-organization-invitations
-    for inv in api.list(&format!("/orgs/{org}/failed_invitations")).await? {
+    for inv in optional_list(api, org, "failed_invitations", "failed invitations", findings).await? {
         let who = inv["login"]
             .as_str()
             .or(inv["email"].as_str())
@@ -179,7 +179,7 @@ pub async fn read_org(
         });
     }
     // https://docs.github.com/en/rest/orgs/outside-collaborators
-    for user in api.list(&format!("/orgs/{org}/outside_collaborators")).await? {
+    for user in optional_list(api, org, "outside_collaborators", "outside collaborators", findings).await? {
         let login = login_of(&user);
         findings.push(Finding {
             id: format!("{}/outside-collaborator/{}", ids::org(org), login.to_lowercase()),
@@ -336,4 +336,37 @@ fn highest_permission(p: &Value) -> String {
         }
     }
     "read".to_string()
+}
+
+/// An optional read: GitHub shows pending and failed invitations and
+/// outside collaborators to organisation owners only (`403`), and a token
+/// without the permission gets `403` or `404`. Then the audit of
+/// memberships goes on, and a warning finding names what was not checked
+/// and why, instead of failing the whole target.
+async fn optional_list(
+    api: &Api,
+    org: &str,
+    path: &str,
+    what: &str,
+    findings: &mut Vec<Finding>,
+) -> Result<Vec<Value>, ProviderError> {
+    match api.list(&format!("/orgs/{org}/{path}")).await {
+        Ok(items) => Ok(items),
+        Err(ProviderError::Api {
+            request,
+            status: Some(status @ (403 | 404)),
+            message,
+        }) => {
+            findings.push(Finding {
+                id: ids::org(org),
+                kind: "permission".into(),
+                message: format!(
+                    "{what} of {org} not checked: {request} answered {status} ({message}); GitHub lists them to organisation owners only, so the token needs an owner's access with the \"Members\" organisation permission (read)"
+                ),
+                severity: Severity::Warning,
+            });
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
 }

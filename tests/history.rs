@@ -439,3 +439,31 @@ async fn closed_days_are_summarised_and_reports_read_one_object_per_day() {
     assert_eq!(by_records.audits, t.audits);
     assert!((by_records.shares.in_sync - t.shares.in_sync).abs() < 1e-9);
 }
+
+/// A day whose first records another process wrote is summarised from the
+/// store, whole; a day this process wrote itself from memory. Both agree.
+#[tokio::test]
+async fn a_day_joined_late_is_summarised_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Plan> = (0..5)
+        .map(|h| plan(&format!("2026-11-01T{h:02}:00:00Z"), 0, &[], "c"))
+        .collect();
+    let rest: Vec<Plan> = (5..10)
+        .map(|h| {
+            plan(
+                &format!("2026-11-01T{h:02}:00:00Z"),
+                if h == 7 { 2 } else { 0 },
+                if h == 7 { &["user/a"] } else { &[] },
+                "c",
+            )
+        })
+        .chain([plan("2026-11-02T00:00:00Z", 0, &[], "c")])
+        .collect();
+    record_all(dir.path(), &first).await;
+    let store = record_all(dir.path(), &rest).await;
+    let bytes = store.get("_summaries/app/2026/11/01.json").await.unwrap();
+    let summary: history::record::DaySummary = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(summary.keys.len(), 10, "{:?}", summary.keys);
+    assert_eq!(summary.keys[0], common::record_key("app", 1));
+    assert_eq!(summary.observations.iter().filter(|o| o.exit_code == 2).count(), 1);
+}

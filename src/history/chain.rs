@@ -30,6 +30,11 @@ use crate::plan::{Plan, TargetPlan};
 /// the writers a deployment runs, so it only ends a livelock.
 const MAX_RACES: u32 = 64;
 
+/// How many of a day's observations a chain keeps in memory for its
+/// summary: a day of five-minute audits; more frequent audits are
+/// summarised from the store.
+const MAX_DAY_LOG: usize = 300;
+
 /// The newest record of a chain, as far as this process knows.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecordHead {
@@ -58,6 +63,15 @@ struct TargetChain {
     /// digest lists the hash of the bytes written, not of what the store
     /// holds by then.
     written: BTreeMap<u64, Entry>,
+    /// The current day's observations, when this process wrote every
+    /// record of that day: its summary then needs no reads.
+    day: Option<DayLog>,
+}
+
+struct DayLog {
+    day: String,
+    keys: Vec<String>,
+    observations: Vec<record::Observation>,
 }
 
 /// What one recording did, for logs and the failure counter.
@@ -105,14 +119,17 @@ pub fn digest_hint(hints: &Path, target: &str) -> Option<DigestHead> {
     read_hint(&hints.join(format!("{target}.digest.json")))
 }
 
+/// Writes a hint whole or not at all (a temporary file renamed), without
+/// waiting for the disk: a hint lost in a power cut costs one look-up.
 fn save_hint<T: Serialize>(path: &Path, value: &T) {
     let saved = serde_json::to_string(value)
         .map_err(std::io::Error::other)
         .and_then(|text| {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            crate::metrics::write_atomically(path, &text)
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+            tmp.persist(path).map(|_| ()).map_err(|e| e.error)
         });
     if let Err(e) = saved {
         tracing::debug!(path = %path.display(), error = %e, "history head hint not saved; the next run asks the store");
@@ -218,10 +235,12 @@ impl History {
             match self.put_with_retries(&key, &bytes).await {
                 Ok(()) => {}
                 Err(HistoryError::Exists { .. }) => {
-                    // Another writer extended this head first: build on its record.
+                    // Another writer extended this head first: build on its
+                    // record (and this process no longer saw the whole day).
                     tracing::debug!(target = %target.name, seq, "history head moved; building on the newer one");
                     let newer = self.walk_records_forward(&target.name, head).await?;
                     chain.record_head = Some(newer);
+                    chain.day = None;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -243,12 +262,31 @@ impl History {
             );
             save_hint(&self.hints.join(format!("{}.record.json", target.name)), &new_head);
             chain.record_head = Some(Some(new_head));
-            if let Some(previous) = head.filter(|h| record::day_of(h.recorded_at) != record::day_of(record.recorded_at))
-            {
+            let today = record::day_of(record.recorded_at);
+            let day_changed = head.as_ref().is_none_or(|h| record::day_of(h.recorded_at) != today);
+            if let Some(previous) = head.filter(|h| record::day_of(h.recorded_at) != today) {
                 let day = record::day_of(previous.recorded_at);
-                if let Err(e) = self.summarise_day(&target.name, &day, previous.seq).await {
+                let known = chain.day.take().filter(|log| log.day == day);
+                if let Err(e) = self.summarise_day(&target.name, &day, previous.seq, known).await {
                     tracing::warn!(target = %target.name, day, error = %e, "day summary not written; reports read that day's records instead");
                 }
+            }
+            // A new day starts a log of it; a day this process joined late
+            // (its earlier records written elsewhere) keeps none.
+            if day_changed {
+                chain.day = Some(DayLog {
+                    day: today.clone(),
+                    keys: Vec::new(),
+                    observations: Vec::new(),
+                });
+            }
+            if let Some(log) = chain.day.as_mut().filter(|log| log.day == today) {
+                log.keys.push(key.clone());
+                log.observations.push(record::Observation::from(&record));
+            }
+            // Memory stays bounded: a busier day is summarised from the store.
+            if chain.day.as_ref().is_some_and(|log| log.keys.len() > MAX_DAY_LOG) {
+                chain.day = None;
             }
             return Ok(key);
         }
@@ -326,8 +364,18 @@ impl History {
     }
 
     /// Writes the summary of a closed day of `target` (once; an existing
-    /// summary is left as it is), reading back from the day's last record.
-    pub async fn summarise_day(&self, target: &str, day: &str, last_seq: u64) -> Result<(), HistoryError> {
+    /// summary is left as it is): from `known` when this process wrote the
+    /// whole day, else reading back from the day's last record.
+    async fn summarise_day(
+        &self,
+        target: &str,
+        day: &str,
+        last_seq: u64,
+        known: Option<DayLog>,
+    ) -> Result<(), HistoryError> {
+        if let Some(log) = known {
+            return self.put_summary(target, day, log.keys, log.observations).await;
+        }
         let mut records = Vec::new();
         let mut seq = last_seq;
         while seq > 0 {
@@ -347,6 +395,16 @@ impl History {
         }
         records.reverse();
         let (keys, observations) = records.into_iter().unzip();
+        self.put_summary(target, day, keys, observations).await
+    }
+
+    async fn put_summary(
+        &self,
+        target: &str,
+        day: &str,
+        keys: Vec<String>,
+        observations: Vec<record::Observation>,
+    ) -> Result<(), HistoryError> {
         let summary = record::DaySummary {
             format_version: record::RECORD_FORMAT,
             target: target.to_string(),

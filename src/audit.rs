@@ -56,6 +56,7 @@ pub struct TargetRun {
 
 impl<'a> Auditor<'a> {
     pub fn new(config: &'a Config, registry: &'a Registry) -> anyhow::Result<Auditor<'a>> {
+        config.limits.apply();
         let masker = Masker::load_or_create(&config.state_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot read or create the installation key in {}: {e}",

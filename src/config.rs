@@ -206,6 +206,67 @@ struct RawConfig {
     alerting: Option<AlertingSpec>,
     #[serde(default)]
     server: Option<ServerSpec>,
+    #[serde(default)]
+    limits: Option<LimitsSpec>,
+}
+
+/// Size limits on input plumb does not control.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// A desired file larger than this is an error (default 64MiB).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub max_file_size: Option<u64>,
+    /// A live listing (an exec plugin's output) larger than this is an
+    /// error (default 256MiB).
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub max_live_bytes: Option<u64>,
+}
+
+impl LimitsSpec {
+    /// Puts the limits in force for this process.
+    pub fn apply(&self) {
+        plumb_model::limits::set(
+            self.max_file_size.unwrap_or(plumb_model::limits::DEFAULT_MAX_FILE_SIZE),
+            self.max_live_bytes
+                .unwrap_or(plumb_model::limits::DEFAULT_MAX_LIVE_BYTES),
+        );
+    }
+}
+
+/// `64MiB`, `1GiB`, `500KiB`, `1000000` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: use a number of bytes or KiB, MiB, GiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "GiB" => 1024 * 1024 * 1024,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value: Option<serde_yaml_ng::Value> = Option::deserialize(d)?;
+    match value {
+        None => Ok(None),
+        Some(serde_yaml_ng::Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("a size must be a whole number of bytes")),
+        Some(serde_yaml_ng::Value::String(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(_) => Err(serde::de::Error::custom(
+            "a size is a number of bytes or a string such as 64MiB",
+        )),
+    }
 }
 
 /// The loaded configuration, with relative paths resolved against the
@@ -221,6 +282,7 @@ pub struct Config {
     pub history: HistorySpec,
     pub alerting: AlertingSpec,
     pub server: ServerSpec,
+    pub limits: LimitsSpec,
 }
 
 /// Label names plumb sets itself on per-target series.
@@ -387,6 +449,7 @@ impl Config {
             history,
             alerting: raw.alerting.unwrap_or_default(),
             server: raw.server.unwrap_or_default(),
+            limits: raw.limits.unwrap_or_default(),
         })
     }
 

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod history;
 pub mod mask;
 pub mod metrics;

@@ -28,6 +28,13 @@ impl std::fmt::Debug for Masker {
 }
 
 impl Masker {
+    /// A masker with a fixed, public key: for fuzzing and tests, never for
+    /// an installation (its digests would be guessable).
+    #[doc(hidden)]
+    pub fn fixed() -> Masker {
+        Masker { key: vec![7u8; 32] }
+    }
+
     /// Loads the installation's key from `state_dir`, creating it (32 random
     /// bytes, mode 0600) on first use.
     pub fn load_or_create(state_dir: &Path) -> std::io::Result<Masker> {

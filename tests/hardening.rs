@@ -306,3 +306,58 @@ fn a_saved_plan_that_was_edited_or_made_elsewhere_is_refused_and_says_why() {
         text(&out)
     );
 }
+
+/// `limits:` bounds what plumb reads: a desired file or a plugin's output
+/// over the limit is an error naming it, the other target still runs, and
+/// a huge value is not printed whole.
+#[test]
+fn size_limits_name_the_file_or_listing_and_huge_values_are_clipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    setup(root);
+    let config = std::fs::read_to_string(root.join("plumb.yaml")).unwrap().replace(
+        "state_dir: ./state\n",
+        "state_dir: ./state\nlimits: { max_file_size: 4KiB, max_live_bytes: 64KiB }\n",
+    );
+    std::fs::write(root.join("plumb.yaml"), config).unwrap();
+    std::fs::write(
+        root.join("desired/app/big.yaml"),
+        format!("id: a/big\nvalue: {}\n", "x".repeat(5000)),
+    )
+    .unwrap();
+    let out = plumb(root, &["plan", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = plan["targets"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("app/big.yaml") && error.contains("over limits.max_file_size (4.0 KiB)"),
+        "{error}"
+    );
+    assert_eq!(plan["targets"][1]["exit_code"], 0, "the other target ran");
+
+    std::fs::remove_file(root.join("desired/app/big.yaml")).unwrap();
+    let listing = format!("[{{\"id\": \"a/x\", \"value\": \"{}\"}}]", "y".repeat(100 * 1024));
+    std::fs::write(root.join("app.json"), listing).unwrap();
+    let out = plumb(root, &["plan", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = plan["targets"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("printed more than 64.0 KiB on stdout (limits.max_live_bytes)"),
+        "{error}"
+    );
+
+    // Within the limits, a 60,000-character value shows clipped in text.
+    std::fs::write(
+        root.join("app.json"),
+        format!("[{{\"id\": \"a/x\", \"value\": \"{}\"}}]", "z".repeat(60_000)),
+    )
+    .unwrap();
+    let out = plumb(root, &["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.len() < 10_000, "{} bytes printed", shown.len());
+    assert!(
+        shown.contains("more characters; the whole value is in the JSON plan"),
+        "{shown}"
+    );
+}

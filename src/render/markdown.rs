@@ -169,7 +169,11 @@ fn block(text: &str) -> String {
             Some(body) => (body, "\n"),
             None => (line, ""),
         };
-        out.push_str(&super::inert(body).replace("```", "'''").replace("~~~", "'''"));
+        out.push_str(
+            &super::inert(&super::clip(body))
+                .replace("```", "'''")
+                .replace("~~~", "'''"),
+        );
         out.push_str(newline);
     }
     out

@@ -25,6 +25,25 @@ fn is_hazard(c: char) -> bool {
         )
 }
 
+/// The longest line of a diff the text and Markdown plans show whole.
+pub const MAX_SHOWN_LINE: usize = 2000;
+
+/// `line` cut at [`MAX_SHOWN_LINE`] characters with a note of how much was
+/// left out: a 200 MB value must not be printed whole (the JSON plan keeps
+/// it).
+pub fn clip(line: &str) -> Cow<'_, str> {
+    match line.char_indices().nth(MAX_SHOWN_LINE) {
+        None => Cow::Borrowed(line),
+        Some((cut, _)) => {
+            let rest = line[cut..].chars().count();
+            Cow::Owned(format!(
+                "{} … ({rest} more characters; the whole value is in the JSON plan)",
+                &line[..cut]
+            ))
+        }
+    }
+}
+
 /// `text` made inert for a terminal: each hazardous character written as
 /// an escape (`\n`, `\r`, `\t`, `\u001b`), so data from Git or a live
 /// system reads as data. Text without any comes back borrowed.
@@ -76,6 +95,18 @@ pub fn use_color(is_terminal: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_clipped_with_a_note() {
+        assert!(matches!(clip("short"), Cow::Borrowed(_)));
+        let long = "x".repeat(MAX_SHOWN_LINE + 500);
+        let shown = clip(&long);
+        assert!(shown.starts_with(&"x".repeat(MAX_SHOWN_LINE)));
+        assert!(
+            shown.ends_with("… (500 more characters; the whole value is in the JSON plan)"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn inert_escapes_controls_and_invisible_reordering_only() {

@@ -123,7 +123,8 @@ pub fn text(plan: &Plan, color: bool) -> String {
                 .lines()
                 .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
             {
-                let line = &*inert(line);
+                let clipped = super::clip(line);
+                let line = &*inert(&clipped);
                 let painted = if line.starts_with('+') {
                     paint.green(line)
                 } else if line.starts_with('-') {

@@ -7,7 +7,7 @@
 //! says `reconcile` are applied after a clean plan. The HTTP side (metrics,
 //! API, status page) lives in `http`.
 
-mod http;
+pub mod http;
 mod listener;
 mod live_metrics;
 mod page;

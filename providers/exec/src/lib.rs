@@ -11,7 +11,7 @@
 //! program with a hard timeout, `import` lays live documents out as files.
 
 pub mod connection;
-mod documents;
+pub mod documents;
 mod import;
 mod run;
 

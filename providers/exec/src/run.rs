@@ -10,9 +10,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-/// Refuse stdout beyond this: a plugin stuck in a loop must not exhaust
-/// plumb's memory before its timeout.
-const MAX_STDOUT: u64 = 256 * 1024 * 1024;
 /// How much of stderr is kept while reading (the message shows less).
 const STDERR_KEEP: usize = 64 * 1024;
 /// What a message quotes of stderr: people need the last error lines, not
@@ -151,13 +148,16 @@ async fn reap(child: &mut tokio::process::Child) {
 }
 
 async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>) -> std::io::Result<Vec<u8>> {
+    // Refuse stdout beyond `limits.max_live_bytes`: a plugin stuck in a
+    // loop must not exhaust plumb's memory before its timeout.
+    let limit = plumb_model::limits::max_live_bytes();
     let mut out = Vec::new();
     if let Some(pipe) = pipe {
-        pipe.take(MAX_STDOUT + 1).read_to_end(&mut out).await?;
-        if out.len() as u64 > MAX_STDOUT {
+        pipe.take(limit + 1).read_to_end(&mut out).await?;
+        if out.len() as u64 > limit {
             return Err(std::io::Error::other(format!(
-                "printed more than {} MiB on stdout",
-                MAX_STDOUT / 1024 / 1024
+                "printed more than {} on stdout (limits.max_live_bytes)",
+                plumb_model::limits::human(limit)
             )));
         }
     }

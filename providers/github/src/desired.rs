@@ -375,7 +375,7 @@ pub fn read(root: &Path, dir: &Path) -> Result<(Vec<OrgConfig>, Vec<Finding>), P
     let mut findings = Vec::new();
     for path in files::walk(dir, &["yaml", "yml", "json"])? {
         let rel = files::relative(root, &path);
-        let text = std::fs::read_to_string(&path).map_err(|e| ProviderError::io(&path, e))?;
+        let text = files::read_text(root, &path)?;
         for doc in files::read_documents(root, &path)? {
             let src = Source {
                 file: &rel,

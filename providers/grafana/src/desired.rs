@@ -201,7 +201,7 @@ pub fn read(root: &Path, dir: &Path) -> Result<Vec<Resource>, ProviderError> {
 
     for path in &dashboards {
         let rel = files::relative(root, path);
-        let text = std::fs::read_to_string(path).map_err(|e| ProviderError::io(path, e))?;
+        let text = files::read_text(root, path)?;
         let value = parse_json(&rel, &text)?;
         let Value::Object(mut top) = value else {
             return Err(parse_error(&rel, Some(1), "a dashboard file must hold a JSON object"));

@@ -48,6 +48,28 @@ pub fn relative(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root).unwrap_or(path).to_path_buf()
 }
 
+/// Reads a desired file as text, refusing one over `limits.max_file_size`
+/// before reading it (a file of gigabytes in a pull request must not take
+/// the daemon's memory).
+pub fn read_text(root: &Path, path: &Path) -> Result<String, ProviderError> {
+    let limit = crate::limits::max_file_size();
+    let size = std::fs::metadata(path).map_err(|e| ProviderError::io(path, e))?.len();
+    if size > limit {
+        return Err(ProviderError::Parse {
+            origin: Origin {
+                file: relative(root, path),
+                line: None,
+            },
+            message: format!(
+                "the file is {}, over limits.max_file_size ({}); split it or raise the limit",
+                crate::limits::human(size),
+                crate::limits::human(limit)
+            ),
+        });
+    }
+    std::fs::read_to_string(path).map_err(|e| ProviderError::io(path, e))
+}
+
 /// One parsed document and where it starts.
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -59,7 +81,7 @@ pub struct Document {
 /// anything else as YAML with any number of `---`-separated documents. Empty
 /// documents (a trailing `---`, a file of comments) are left out.
 pub fn read_documents(root: &Path, path: &Path) -> Result<Vec<Document>, ProviderError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ProviderError::io(path, e))?;
+    let text = read_text(root, path)?;
     // A byte order mark is no content (editors on Windows write one).
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let file = relative(root, path);

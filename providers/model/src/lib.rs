@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub mod files;
+pub mod limits;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 

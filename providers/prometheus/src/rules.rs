@@ -725,7 +725,7 @@ pub fn read_file_as(
     path: &Path,
     dialect: Dialect,
 ) -> Result<Option<Namespace>, ProviderError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ProviderError::io(path, e))?;
+    let text = plumb_model::files::read_text(root, path)?;
     let file = files::relative(root, path);
     let name = files::relative(dir, path).to_string_lossy().replace('\\', "/");
     let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));

@@ -427,35 +427,23 @@ async fn a_signed_push_webhook_fetches_and_audits_now() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
-    let signed = http
-        .post(&hook)
-        .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
-        .header("X-GitHub-Delivery", "d-1")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    // A signed delivery, as GitHub sends it.
+    let deliver = |id: String| {
+        http.post(&hook)
+            .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
+            .header("X-GitHub-Delivery", id)
+            .body(body.clone())
+            .send()
+    };
+    let signed = deliver("d-1".into()).await.unwrap();
     assert_eq!(signed.status(), 202);
     // The same delivery again (a replay) is acknowledged and does nothing.
-    let replay = http
-        .post(&hook)
-        .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
-        .header("X-GitHub-Delivery", "d-1")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let replay = deliver("d-1".into()).await.unwrap();
     assert_eq!(replay.status(), 200);
     let replay: serde_json::Value = replay.json().await.unwrap();
     assert_eq!(replay["duplicate"], true);
     // A burst of pushes coalesces: most are folded into the fetch running.
-    let burst = (0..10).map(|n| {
-        http.post(&hook)
-            .header("X-Hub-Signature-256", sign("s3cret-hook", &body))
-            .header("X-GitHub-Delivery", format!("burst-{n}"))
-            .body(body.clone())
-            .send()
-    });
+    let burst = (0..10).map(|n| deliver(format!("burst-{n}")));
     let mut coalesced = 0;
     for answer in futures_util::future::join_all(burst).await {
         let answer: serde_json::Value = answer.unwrap().json().await.unwrap();

@@ -138,7 +138,7 @@ fn lex_action(body: &str) -> Result<(Vec<Token>, usize), String> {
                 }
                 return Ok((tokens, i + 2));
             }
-            '-' if body[i..].starts_with("-}}") && i > 0 && (bytes[i - 1] as char).is_whitespace() => {
+            '-' if body[i..].starts_with("-}}") && body[..i].chars().next_back().is_some_and(char::is_whitespace) => {
                 if depth != 0 {
                     return Err("unclosed left paren".into());
                 }
@@ -181,35 +181,22 @@ fn lex_action(body: &str) -> Result<(Vec<Token>, usize), String> {
                 i += 1;
             }
             '$' => {
-                let mut j = i + 1;
-                while j < bytes.len() && ((bytes[j] as char).is_alphanumeric() || bytes[j] == b'_') {
-                    j += 1;
-                }
+                let j = ident_end(body, i + 1, false);
                 tokens.push(Token::Var(body[i..j].to_string()));
                 i = j;
             }
             '.' => {
                 // A field chain (`.Labels.x`) or `.` itself: never a call.
-                let mut j = i + 1;
-                while j < bytes.len() && ((bytes[j] as char).is_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'.')
-                {
-                    j += 1;
-                }
+                let j = ident_end(body, i + 1, true);
                 tokens.push(Token::Other);
                 i = j;
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
-                let mut j = i + 1;
-                while j < bytes.len() && ((bytes[j] as char).is_alphanumeric() || bytes[j] == b'_') {
-                    j += 1;
-                }
+                let mut j = ident_end(body, i + 1, false);
                 tokens.push(Token::Word(body[i..j].to_string()));
                 // A field access after a word (`x.y`) is the word's field.
                 while j < bytes.len() && bytes[j] == b'.' {
-                    j += 1;
-                    while j < bytes.len() && ((bytes[j] as char).is_alphanumeric() || bytes[j] == b'_') {
-                        j += 1;
-                    }
+                    j = ident_end(body, j + 1, false);
                 }
                 i = j;
             }
@@ -316,6 +303,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn identifiers_with_letters_beyond_ascii_never_split_a_character() {
+        // Found by fuzzing (fuzz/regressions/go_templates): `$` then bytes
+        // of `ّ` (U+0651) made the lexer slice inside the character.
+        let input = "{{\u{6} $\u{651}\u{50c}e{{ ";
+        assert!(check(input).is_err());
+        assert!(check("{{ $größe := 1 }}{{ $größe }}").is_ok());
+        assert!(check("{{ .Labels.straße }}").is_ok());
+    }
+
+    #[test]
     fn valid_templates_pass() {
         for t in [
             "plain text",
@@ -353,4 +350,20 @@ mod tests {
             assert!(err.contains(needle), "{t}: {err}");
         }
     }
+}
+
+/// Where an identifier that starts at byte `from` of `body` ends: Go
+/// identifiers are Unicode letters, digits and `_` (and `.` in a field
+/// chain when `dots`), walked by character so the end is always on a
+/// character boundary (found by fuzzing: a byte-wise walk cut `ّ` in two).
+fn ident_end(body: &str, from: usize, dots: bool) -> usize {
+    let mut end = from;
+    for c in body.get(from..).unwrap_or("").chars() {
+        if c.is_alphanumeric() || c == '_' || (dots && c == '.') {
+            end += c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    end
 }

@@ -298,6 +298,22 @@ fn check_action(tokens: &[Token], vars: &mut Vec<String>, open: &mut Vec<String>
     Ok(())
 }
 
+/// Where an identifier that starts at byte `from` of `body` ends: Go
+/// identifiers are Unicode letters, digits and `_` (and `.` in a field
+/// chain when `dots`), walked by character so the end is always on a
+/// character boundary (found by fuzzing: a byte-wise walk cut `ّ` in two).
+fn ident_end(body: &str, from: usize, dots: bool) -> usize {
+    let mut end = from;
+    for c in body.get(from..).unwrap_or("").chars() {
+        if c.is_alphanumeric() || c == '_' || (dots && c == '.') {
+            end += c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,20 +366,4 @@ mod tests {
             assert!(err.contains(needle), "{t}: {err}");
         }
     }
-}
-
-/// Where an identifier that starts at byte `from` of `body` ends: Go
-/// identifiers are Unicode letters, digits and `_` (and `.` in a field
-/// chain when `dots`), walked by character so the end is always on a
-/// character boundary (found by fuzzing: a byte-wise walk cut `ّ` in two).
-fn ident_end(body: &str, from: usize, dots: bool) -> usize {
-    let mut end = from;
-    for c in body.get(from..).unwrap_or("").chars() {
-        if c.is_alphanumeric() || c == '_' || (dots && c == '.') {
-            end += c.len_utf8();
-        } else {
-            break;
-        }
-    }
-    end
 }

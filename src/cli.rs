@@ -1,4 +1,4 @@
-//! The command line of SPEC §1: arguments only; the work is in `commands`.
+//! The command line (README, "Commands"): arguments only; the work is in `commands`.
 
 use std::path::PathBuf;
 
@@ -70,7 +70,7 @@ pub struct PlanArgs {
     /// Audit a local checkout instead of the configured source.
     #[arg(long)]
     pub source_dir: Option<PathBuf>,
-    /// Also write the SPEC gauges to this file (atomically), for node_exporter's textfile collector.
+    /// Also write the plan gauges (docs/plan-format.md) to this file (atomically), for node_exporter's textfile collector.
     #[arg(long)]
     pub metrics_file: Option<PathBuf>,
     /// Also store the plan in the audit history.

@@ -1,4 +1,4 @@
-//! The commands of SPEC §1, wired from the library's parts. Each returns the
+//! The commands (README, "Commands"), wired from the library's parts. Each returns the
 //! process exit code; an `Err` is an error of the whole command (exit 1).
 
 use std::io::{BufRead, IsTerminal, Write};

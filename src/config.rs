@@ -1,4 +1,4 @@
-//! `plumb.yaml`: the schema of SPEC §2, loaded strictly. Any key no schema
+//! `plumb.yaml`: the schema of docs/configuration.md, loaded strictly. Any key no schema
 //! knows is an error naming the key and its line; secrets appear only as the
 //! names of environment variables or files that hold them.
 

@@ -131,6 +131,12 @@ impl Masker {
     }
 }
 
+/// Whether two secrets (tokens, MACs) are equal, in time that does not
+/// depend on where they differ.
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

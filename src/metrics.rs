@@ -1,4 +1,4 @@
-//! The SPEC §4 gauges in the Prometheus text format, for `plan
+//! The plan gauges (docs/plan-format.md, "Metrics file") in the Prometheus text format, for `plan
 //! --metrics-file` (node_exporter's textfile collector) and, later, serve's
 //! `/metrics`. Target labels are the union over all targets, empty where a
 //! target lacks one, so every series of a metric has the same label names.

@@ -1,4 +1,4 @@
-//! Policies (SPEC §3): what plumb may do for a target and what it must not
+//! Policies (docs/policies.md): what plumb may do for a target and what it must not
 //! count as drift. Applied by the engine and by apply, never by providers.
 
 use std::collections::BTreeMap;

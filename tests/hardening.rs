@@ -26,6 +26,13 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Replaces `from` by `to` in the fixture's plumb.yaml (which must hold it).
+fn edit_config(root: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(root.join("plumb.yaml")).unwrap();
+    assert!(text.contains(from), "plumb.yaml has no {from:?}");
+    std::fs::write(root.join("plumb.yaml"), text.replace(from, to)).unwrap();
+}
+
 /// Two exec targets over `desired/app` and `desired/other`, in sync, and a
 /// secret file outside the source.
 fn setup(root: &Path) {
@@ -98,10 +105,7 @@ fn a_target_path_that_climbs_out_of_the_source_is_a_config_error_with_its_line()
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     setup(root);
-    let config = std::fs::read_to_string(root.join("plumb.yaml"))
-        .unwrap()
-        .replace("path: other", "path: other/../../..");
-    std::fs::write(root.join("plumb.yaml"), config).unwrap();
+    edit_config(root, "path: other", "path: other/../../..");
     let out = plumb(root, &["plan"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
@@ -125,13 +129,13 @@ fn serve_refuses_to_start_when_its_token_variable_is_unset() {
         .local_addr()
         .unwrap()
         .port();
-    let config = std::fs::read_to_string(root.join("plumb.yaml")).unwrap().replace(
+    edit_config(
+        root,
         "state_dir: ./state\n",
         &format!(
             "state_dir: ./state\nserver: {{ listen: \"127.0.0.1:{port}\", token_env: PLUMB_UNSET_TOKEN_FOR_TESTS }}\n"
         ),
     );
-    std::fs::write(root.join("plumb.yaml"), config).unwrap();
     for value in [None, Some("")] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_plumb"));
         command.args(["serve", "-c"]).arg(root.join("plumb.yaml"));
@@ -236,11 +240,11 @@ fn hostile_live_data_is_inert_in_text_and_markdown() {
          "$meta": {"changed_by": {"who": "mallory`</code></details> <img src=x>"}}}
     ]);
     std::fs::write(root.join("app.json"), evil.to_string()).unwrap();
-    let config = std::fs::read_to_string(root.join("plumb.yaml")).unwrap().replace(
+    edit_config(
+        root,
         "command: [cat, app.json] }",
         "command: [cat, app.json], authoritative: true }",
     );
-    std::fs::write(root.join("plumb.yaml"), config).unwrap();
 
     let out = plumb(root, &["plan"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -315,11 +319,11 @@ fn size_limits_name_the_file_or_listing_and_huge_values_are_clipped() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     setup(root);
-    let config = std::fs::read_to_string(root.join("plumb.yaml")).unwrap().replace(
+    edit_config(
+        root,
         "state_dir: ./state\n",
         "state_dir: ./state\nlimits: { max_file_size: 4KiB, max_live_bytes: 64KiB }\n",
     );
-    std::fs::write(root.join("plumb.yaml"), config).unwrap();
     std::fs::write(
         root.join("desired/app/big.yaml"),
         format!("id: a/big\nvalue: {}\n", "x".repeat(5000)),

@@ -228,22 +228,17 @@ async fn serve_audits_on_schedule_and_answers_metrics_api_and_page() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let wrong = no_redirects
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=guess")
-        .send()
-        .await
-        .unwrap();
+    let sign_in = |token: &str| {
+        no_redirects
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+    };
+    let wrong = sign_in("guess").await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
-    let signed_in = no_redirects
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=t0ken-for-tests")
-        .send()
-        .await
-        .unwrap();
+    let signed_in = sign_in("t0ken-for-tests").await.unwrap();
     assert_eq!(signed_in.status(), 303);
     let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(

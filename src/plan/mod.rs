@@ -25,7 +25,8 @@ use path::Segment;
 
 pub const FORMAT_VERSION: u32 = 1;
 
-/// One audit of the selected targets: the SPEC §4 JSON, field for field.
+/// One audit of the selected targets: the JSON plan of docs/plan-format.md,
+/// field for field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: u32,
@@ -98,12 +99,7 @@ impl Plan {
             ));
         }
         let expected = masker.mac(&self.sealed_bytes());
-        let holds = expected.len() == seal.mac.len()
-            && expected
-                .bytes()
-                .zip(seal.mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        let holds = crate::mask::same_secret(expected.as_bytes(), seal.mac.as_bytes());
         (!holds).then(|| "it was edited after it was made: its seal does not match its changes; make a new plan".into())
     }
 }

@@ -1,5 +1,5 @@
 //! Plans for people and programs: a Terraform-like text rendering (colour on
-//! a terminal only), the SPEC §4 JSON, and Markdown for pull-request
+//! a terminal only), the JSON of docs/plan-format.md, and Markdown for pull-request
 //! comments. Renderers only read a [`Plan`]; no provider is involved.
 
 mod markdown;

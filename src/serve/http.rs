@@ -59,10 +59,7 @@ fn guard(daemon: &Daemon) -> Guard {
     }
 }
 
-/// Constant-time comparison: a token is a secret.
-fn same(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
+use crate::mask::same_secret as same;
 
 const SESSION_COOKIE: &str = "plumb_session";
 

@@ -1,4 +1,4 @@
-//! serve's `/metrics`: the SPEC §4 gauges, rebuilt from the latest audit of
+//! serve's `/metrics`: the plan gauges of docs/plan-format.md, rebuilt from the latest audit of
 //! each target on every scrape (the same code as `plan --metrics-file`),
 //! plus what only a long-running process has: the run-duration histogram,
 //! reconcile actions, skipped runs and history write failures. Target

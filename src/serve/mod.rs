@@ -124,6 +124,9 @@ pub struct Daemon {
     pushing: Mutex<(bool, bool)>,
 }
 
+/// How often serve applies local history retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// How many webhook delivery ids are remembered against replays.
 const REMEMBERED_DELIVERIES: usize = 4096;
 
@@ -280,10 +283,11 @@ impl Daemon {
 
     /// Writes a signed digest for every target whose newest one is older
     /// than `history.digest_every`, with or without new records, and runs
-    /// local retention; checks every second or every `digest_every`,
-    /// whichever is longer... capped at a minute.
+    /// local retention (at most hourly); looks every `digest_every`, between
+    /// one second and one minute.
     async fn digest_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown.subscribe();
+        let mut last_retention: Option<Instant> = None;
         loop {
             let config = self.loaded().config.clone();
             let every = config
@@ -316,8 +320,12 @@ impl Daemon {
                     }
                 }
             }
-            let retention_config = config.clone();
-            let _ = tokio::task::spawn_blocking(move || crate::history::apply_retention(&retention_config)).await;
+            // Retention walks the store: once an hour is enough.
+            if last_retention.is_none_or(|at: Instant| at.elapsed() >= RETENTION_EVERY) {
+                last_retention = Some(Instant::now());
+                let retention_config = config.clone();
+                let _ = tokio::task::spawn_blocking(move || crate::history::apply_retention(&retention_config)).await;
+            }
         }
     }
 

@@ -531,7 +531,7 @@ fn check(org: &OrgConfig) -> Result<(), ProviderError> {
 }
 
 /// The org as plumb resources; every one is `Authority::Owned` (the org file
-/// is authoritative for membership, SPEC §3).
+/// is authoritative for membership, docs/policies.md).
 pub fn resources(org: &OrgConfig) -> Vec<Resource> {
     let o = &org.org;
     let mut out = Vec::new();
